@@ -1,6 +1,36 @@
-"""Trainer placeholder: the train_vq_vae stage is not written yet."""
+"""Train the Ludovico VQ-VAE on a MIDI corpus.
+
+    python train_vq_vae.py [--config configs/ludovico_vae.yaml] [--midi-dir DIR] [--section.key=value ...]
+    python train_vq_vae.py --resume                  # continue the run in train.out_dir
+    python train_vq_vae.py --export runs/vae/best.pt checkpoints/vae.pt
+"""
 import sys
+from pathlib import Path
+
+from bachsformer.cli import run_command, training_config, training_parser
+from bachsformer.runtime import refuse_overwrite
+from bachsformer.vae_training import SECTIONS, export_weights, train_vae
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ludovico_vae.yaml"
+
+
+def main(argv=None) -> int:
+    parser = training_parser(__doc__.splitlines()[0], str(DEFAULT_CONFIG))
+    parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DEST"),
+                        help="write CHECKPOINT's weights without optimizer state to DEST, and stop")
+    parser.add_argument("--force", action="store_true", help="with --export: replace an existing DEST")
+    args, overrides = parser.parse_known_args(argv)
+
+    def run():
+        if args.export:
+            refuse_overwrite(args.export[1], args.force)
+            export_weights(*args.export)
+            print(args.export[1])
+            return
+        train_vae(training_config(SECTIONS, args, overrides), resume=args.resume, progress=not args.no_progress)
+
+    return run_command("train_vq_vae.py", run)
+
 
 if __name__ == "__main__":
-    print("train_vq_vae.py: not written yet; see the project's issues", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(main())

@@ -34,6 +34,8 @@ def _load_yaml(text: str):
 def _coerce(value, kind, key: str):
     """Check `value` against the annotation `kind`, converting only where no meaning is lost."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind in (tuple, list):  # a bare annotation: any items
+        origin = kind
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

@@ -14,7 +14,7 @@ def _mir_eval_transcription():
     try:
         import mir_eval.transcription
     except ImportError:
-        raise SystemExit("note F1 needs mir_eval: pip install 'bachsformer[eval]'") from None
+        raise ImportError("note F1 needs mir_eval: pip install 'bachsformer[eval]'") from None
     return mir_eval.transcription
 
 

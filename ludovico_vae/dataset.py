@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write, sha256_file
 from .frames import FrameGrid, Piece, score_to_piece
 from .midi import MidiError, read_midi
 
@@ -31,22 +30,17 @@ def find_midi_files(directory) -> list:
     """MIDI files below `directory` (any depth, suffix case ignored), in a stable order."""
     directory = Path(directory)
     if not directory.exists():
-        raise MidiError(directory, "no such directory")
+        raise MidiError(directory, "no such file or directory")
     if directory.is_file():
         return [directory]
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
-
-
-def file_sha256(path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def corpus_hash(paths) -> str:
     """One hash for a set of files, by name and content, so checkpoints can name their data."""
     digest = hashlib.sha256()
     for path in sorted(paths, key=lambda p: Path(p).name):
-        digest.update(f"{Path(path).name}\0{file_sha256(path)}\n".encode())
+        digest.update(f"{Path(path).name}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -62,14 +56,8 @@ def save_piece(piece: Piece, path) -> None:
     meta = {"shape": list(piece.frames.shape), "grid": piece.grid.to_dict(), "lead_in": piece.lead_in,
             "tempos": piece.tempos, "time_signatures": piece.time_signatures, "source": piece.source,
             "stats": piece.stats}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, bits=np.packbits(piece.frames.astype(bool).ravel()), meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, bits=np.packbits(piece.frames.astype(bool).ravel()), meta=np.array(json.dumps(meta)))
 
 
 def load_saved_piece(path) -> Piece:
@@ -88,7 +76,7 @@ def load_piece(path, grid: FrameGrid = FrameGrid(), cache_dir=None, use_cache: b
         return score_to_piece(read_midi(path), grid)
     if not path.is_file():
         read_midi(path)  # raises the MidiError that says what is wrong with the path
-    content_sha = file_sha256(path)
+    content_sha = sha256_file(path)
     entry = Path(cache_dir or default_cache_dir()) / f"{_cache_key(content_sha, grid)}.npz"
     if entry.exists():
         try:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from .midi import HIGHEST_PITCH, LOWEST_PITCH, Notes, Score, bar_lines, keyboard_reference
+from .midi import HIGHEST_PITCH, LOWEST_PITCH, MidiError, Notes, Score, bar_lines, keyboard_reference
 
 ONSET, SOUNDING = 0, 1
 CHANNELS = 2
 N_KEYS = HIGHEST_PITCH - LOWEST_PITCH + 1
+MAX_BEATS = 20_000  # about three hours at 120 a minute; a longer roll is almost surely a corrupt file
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class FrameGrid:
             raise ValueError(f"steps_per_quarter must be an integer from 1 to 960, got {self.steps_per_quarter!r}")
         if self.out_of_range not in ("fold", "drop"):
             raise ValueError(f"out_of_range must be 'fold' or 'drop', got {self.out_of_range!r}")
+
+    @property
+    def ticks_per_beat(self) -> int:
+        """A MIDI resolution near 480 on which every cell boundary falls on a whole tick."""
+        return self.steps_per_quarter * math.ceil(480 / self.steps_per_quarter)
 
     @property
     def frame_shape(self) -> tuple:
@@ -67,6 +74,11 @@ class Piece:
         return len(self.frames)
 
     @property
+    def name(self) -> str:
+        """The source file's name without its suffix, as held-out lists name pieces."""
+        return Path(self.source).stem
+
+    @property
     def frame_starts(self) -> np.ndarray:
         """Start of each frame in beats of the source file."""
         return np.arange(len(self.frames), dtype=np.float64) - self.lead_in
@@ -80,8 +92,8 @@ class Piece:
         return roll_to_notes(frames_to_roll(self.frames), self.grid.steps_per_quarter).shifted(-self.lead_in)
 
     def score(self) -> Score:
-        return Score(self.notes(), tempos=list(self.tempos), time_signatures=list(self.time_signatures),
-                     source=self.source)
+        return Score(self.notes(), self.grid.ticks_per_beat, list(self.tempos), list(self.time_signatures),
+                     self.source)
 
 
 def meter_per_frame(time_signatures: list, frame_starts: np.ndarray) -> tuple:
@@ -217,11 +229,15 @@ def score_to_piece(score: Score, grid: FrameGrid = FrameGrid()) -> Piece:
     T = grid.steps_per_quarter
     notes, out_of_range = fit_to_keyboard(score.notes, grid.out_of_range)
     end_beat = float(notes.end.max(initial=0.0))
+    if end_beat > MAX_BEATS:
+        raise MidiError(score.source, f"lasts {end_beat:.0f} beats, more than the limit of {MAX_BEATS}")
     lead_in = lead_in_beats(score.time_signatures, end_beat, T)
     exact, near = on_grid_share(notes, T, score.ticks_per_beat)
     roll = notes_to_roll(notes.shifted(lead_in), T)
     frames = roll_to_frames(roll, T)
+    kept = len(notes)
     stats = {"notes": len(score.notes), "keyboard_notes": int(roll[ONSET].sum()),
+             "merged": kept - int(roll[ONSET].sum()),
              "out_of_range": out_of_range, "out_of_range_mode": grid.out_of_range,
              "drum_notes": score.drum_notes, "onsets_on_grid": exact, "onsets_near_grid": near,
              "ticks_per_beat": score.ticks_per_beat}

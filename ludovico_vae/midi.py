@@ -172,8 +172,12 @@ def bar_lines(time_signatures: list, end_beat: float) -> np.ndarray:
 
 
 def score_to_midi(score: Score, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY,
-                  resolution: int = 480, name: str = "bachsformer") -> pretty_midi.PrettyMIDI:
-    """Build a MIDI file of one keyboard instrument with the score's tempo and meter changes."""
+                  resolution: int | None = None, name: str = "bachsformer") -> pretty_midi.PrettyMIDI:
+    """Build a MIDI file of one keyboard instrument with the score's tempo and meter changes.
+
+    `resolution` (ticks per beat) defaults to the score's own.
+    """
+    resolution = resolution or score.ticks_per_beat
     if not 0 <= program <= 127:
         raise ValueError(f"program must be 0-127, got {program}")
     if not 1 <= velocity <= 127:

@@ -1,0 +1,68 @@
+"""How faithfully the VQ-VAE rebuilds pieces: note F1, cell F1 and codebook use, per piece."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ludovico_vae.frames import Piece, frames_to_roll, roll_to_notes
+from ludovico_vae.model import VQVAE
+
+from .metrics import cell_f1, note_f1
+
+
+@torch.no_grad()
+def reconstruct(model: VQVAE, frames: np.ndarray, device, batch_size: int = 1024) -> tuple:
+    """Frames `(N, 2, 88, T)` -> (binary reconstruction `(N, 2, 88, T)` uint8, indices `(N, 16)`)."""
+    was_training = model.training
+    model.eval()
+    recon, indices = [], []
+    for i in range(0, len(frames), batch_size):
+        x = torch.from_numpy(frames[i:i + batch_size]).to(device=device, dtype=torch.float32)
+        idx = model.encode_indices(x)
+        recon.append(model.decode_indices(idx, binary=True).to("cpu", torch.uint8).numpy())
+        indices.append(idx.cpu().numpy())
+    model.train(was_training)
+    if not recon:
+        return np.zeros_like(frames), np.zeros((0, model.config.n_indices), dtype=np.int64)
+    return np.concatenate(recon), np.concatenate(indices)
+
+
+def codebook_stats(indices: np.ndarray, codebook_size: int) -> dict:
+    """Codes used and perplexity (exp of the entropy of code frequencies) of a set of indices."""
+    counts = np.bincount(indices.ravel(), minlength=codebook_size).astype(np.float64)
+    if counts.sum() == 0:
+        return {"codes_used": 0, "perplexity": 0.0}
+    p = counts / counts.sum()
+    entropy = -(p[p > 0] * np.log(p[p > 0])).sum()
+    return {"codes_used": int((counts > 0).sum()), "perplexity": float(np.exp(entropy))}
+
+
+def piece_metrics(piece: Piece, recon: np.ndarray, reference=None) -> dict:
+    """F1s of a reconstruction against `reference` notes (default: the notes of the piece's frames)."""
+    T = piece.grid.steps_per_quarter
+    if reference is None:
+        reference = roll_to_notes(frames_to_roll(piece.frames), T)
+    else:
+        reference = reference.shifted(piece.lead_in)
+    estimate = roll_to_notes(frames_to_roll(recon), T)
+    scores = note_f1(reference, estimate)
+    scores["cell_f1"] = cell_f1(piece.frames, recon)
+    return scores
+
+
+def evaluate_pieces(model: VQVAE, pieces: list, device, references=None) -> tuple:
+    """Per-piece metrics and a summary (means, minimum note F1, codebook use over all pieces)."""
+    rows, all_indices = [], []
+    for i, piece in enumerate(pieces):
+        recon, indices = reconstruct(model, piece.frames, device)
+        row = {"piece": piece.name, **piece_metrics(piece, recon, None if references is None else references[i])}
+        row.update(codebook_stats(indices, model.config.codebook_size))
+        rows.append(row)
+        all_indices.append(indices)
+    summary = {}
+    if rows:
+        for key in ("note_f1", "onset_f1", "cell_f1"):
+            summary[key] = float(np.mean([r[key] for r in rows]))
+        summary["min_note_f1"] = float(min(r["note_f1"] for r in rows))
+        summary.update(codebook_stats(np.concatenate(all_indices), model.config.codebook_size))
+    return rows, summary

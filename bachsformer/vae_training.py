@@ -1,0 +1,243 @@
+"""Training the Ludovico VQ-VAE: a piece-level split, transposition, evaluation by note F1 on the
+held-out pieces, atomic `last`/`best` checkpoints and exact resume. `train_vq_vae.py` is its CLI.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ludovico_vae.dataset import corpus_hash, find_midi_files, load_pieces
+from ludovico_vae.frames import FrameGrid
+from ludovico_vae.model import VQVAE, VQVAEConfig
+from mingpt.trainer import Trainer, TrainerConfig
+
+from .config import ConfigError, config_to_dict, save_config
+from .reconstruction import evaluate_pieces
+from .runtime import MetricsLog, load_checkpoint, resolve_device, save_checkpoint, seed_everything
+
+CHECKPOINT_KIND = "vae"
+CHECKPOINT_FORMAT = 1
+GOLDBERG_HELD_OUT = ("988-v10", "988-v15", "988-v26")
+
+
+@dataclass
+class DataConfig:
+    midi_dir: str = "data/midi"
+    held_out: tuple[str, ...] = GOLDBERG_HELD_OUT  # file names without suffix, never trained on
+    cache_dir: Optional[str] = None  # frame cache; None is ~/.cache/bachsformer/frames
+
+
+@dataclass
+class VAETrainConfig(TrainerConfig):
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    epochs: int = 150
+    batch_size: int = 256
+    eval_every: int = 10  # epochs between evaluations (and checkpoints)
+    transpose: int = 6  # random shift of each frame by up to this many semitones, kept on the keyboard
+    monitor_pieces: int = 3  # training pieces also scored at each evaluation, to show overfitting
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    out_dir: str = "runs/vae"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("transpose", "monitor_pieces", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+
+
+SECTIONS = {"grid": FrameGrid, "model": VQVAEConfig, "data": DataConfig, "train": VAETrainConfig}
+
+
+def model_config_for_grid(model: VQVAEConfig, grid: FrameGrid) -> VQVAEConfig:
+    """The model's frame size always follows the grid; an encoder that cannot divide it is an error."""
+    try:
+        return dataclasses.replace(model, steps=grid.steps_per_quarter)
+    except ValueError as e:
+        raise ConfigError(f"model: {e} (grid.steps_per_quarter={grid.steps_per_quarter})") from None
+
+
+def transpose_frames(frames: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each frame `(B, C, K, T)` along the keys by a random amount that keeps it on the keyboard."""
+    if max_shift == 0:
+        return frames
+    b, _, k, _ = frames.shape
+    keys = torch.arange(k, device=frames.device)
+    active = frames.amax(dim=(1, 3)) > 0  # (B, K)
+    lowest = torch.where(active, keys, k).amin(dim=1)
+    highest = torch.where(active, keys, -1).amax(dim=1)
+    low = torch.clamp(-lowest, min=-max_shift)
+    high = torch.clamp(k - 1 - highest, max=max_shift)
+    u = torch.rand(b, generator=generator).to(frames.device)
+    shift = low + torch.floor(u * (high - low + 1)).long()
+    source = keys[None, :] - shift[:, None]  # (B, K): out[k] = in[k - shift]
+    valid = (source >= 0) & (source < k)
+    index = source.clamp(0, k - 1)[:, None, :, None].expand_as(frames)
+    return torch.gather(frames, 2, index) * valid[:, None, :, None]
+
+
+def split_pieces(pieces: list, held_out) -> tuple:
+    names = {p.name for p in pieces}
+    missing = [h for h in held_out if h not in names]
+    if missing:
+        raise ConfigError(f"data.held_out: {', '.join(missing)} not among the {len(pieces)} pieces of the "
+                          "corpus; set --data.held_out=[name, ...] to pieces of your corpus, or [] for none")
+    train = [p for p in pieces if p.name not in held_out]
+    if not train:
+        raise ConfigError("data.held_out leaves no piece to train on")
+    return train, [p for p in pieces if p.name in held_out]
+
+
+def load_corpus(data: DataConfig, grid: FrameGrid, log=print) -> tuple:
+    """Pieces of the corpus, with bad files reported and skipped; returns (pieces, corpus hash)."""
+    paths = find_midi_files(data.midi_dir)
+    if not paths:
+        raise ConfigError(f"data.midi_dir: no MIDI files in {data.midi_dir} "
+                          "(fill it with `python -m bachsformer.corpus goldberg`)")
+    pieces, failures = load_pieces(paths, grid, data.cache_dir)
+    for failure in failures:
+        log(f"skipped {failure}")
+    if not pieces:
+        raise ConfigError(f"data.midi_dir: none of the {len(paths)} MIDI files in {data.midi_dir} can be used")
+    good = [Path(p.source) for p in pieces]
+    return pieces, corpus_hash(good)
+
+
+def _monitor_subset(pieces: list, n: int) -> list:
+    """A fixed, spread-out handful of training pieces to score alongside the held-out ones."""
+    if n == 0 or not pieces:
+        return []
+    order = sorted(pieces, key=lambda p: p.name)
+    step = max(1, len(order) // n)
+    return order[::step][:n]
+
+
+def train_vae(config: dict, resume: bool = False, log=print, progress: bool = True) -> dict:
+    """Train (or resume) a VQ-VAE as `config` says; returns the last evaluation's metrics."""
+    grid, data, train = config["grid"], config["data"], config["train"]
+    model_config = model_config_for_grid(config["model"], grid)
+    out_dir = Path(train.out_dir)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if not resume and last_path.exists():
+        raise ConfigError(f"train.out_dir: {out_dir} already holds a run; pass --resume to continue it "
+                          "or choose another --train.out_dir")
+    if resume and not last_path.exists():
+        raise ConfigError(f"train.out_dir: nothing to resume, {last_path} does not exist")
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    device = resolve_device(train.device)
+    seed_everything(train.seed)
+
+    pieces, data_hash = load_corpus(data, grid, log)
+    train_pieces, val_pieces = split_pieces(pieces, data.held_out)
+    monitor = _monitor_subset(train_pieces, train.monitor_pieces)
+    frames = torch.from_numpy(np.concatenate([p.frames for p in train_pieces])).to(device)
+    steps_per_epoch = math.ceil(len(frames) / train.batch_size)
+    log(f"{len(train_pieces)} training pieces ({len(frames)} frames), {len(val_pieces)} held out "
+        f"({', '.join(p.name for p in val_pieces) or 'none'}); device {device}")
+
+    model = VQVAE(model_config).to(device)
+    trainer = Trainer(model, train, train.epochs * steps_per_epoch, device)
+    start_epoch, best = 0, -1.0
+    metrics = MetricsLog(out_dir, {"loss": ["train_loss", "recon_loss", "vq_loss"],
+                                   "note F1": ["val_note_f1", "val_min_note_f1", "train_note_f1"],
+                                   "perplexity": ["train_perplexity", "val_perplexity"],
+                                   "codes used": ["train_codes_used", "val_codes_used"]})
+    if resume:
+        state = load_checkpoint(last_path, CHECKPOINT_KIND)
+        if state["corpus_hash"] != data_hash:
+            raise ConfigError(f"{last_path}: the corpus in {data.midi_dir} changed since this run started")
+        model.load_state_dict(state["model"])
+        trainer.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best = state["epoch"], state["best_metric"]
+        metrics.truncate_after(trainer.step)
+        log(f"resumed {last_path} at epoch {start_epoch}, step {trainer.step}")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, out_dir / "config.yaml")
+
+    def checkpoint(epoch: int, row: dict) -> dict:
+        return {"kind": CHECKPOINT_KIND, "format": CHECKPOINT_FORMAT, "model_config": model_config.to_dict(),
+                "grid": grid.to_dict(), "model": model.state_dict(), "trainer": trainer.state_dict(),
+                "epoch": epoch, "step": trainer.step, "best_metric": best, "metrics": row,
+                "corpus_hash": data_hash, "held_out": list(data.held_out), "config": config_to_dict(config),
+                "torch_rng": torch.get_rng_state()}
+
+    row = {}
+    bar = tqdm(total=train.epochs * steps_per_epoch, initial=trainer.step, disable=not progress,
+               desc="vq-vae", unit="step", dynamic_ncols=True)
+    sums, seen, started = {}, 0, time.perf_counter()
+    for epoch in range(start_epoch, train.epochs):
+        shuffle = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(frames), generator=shuffle).to(device)
+        for i in range(steps_per_epoch):
+            batch = frames[order[i * train.batch_size:(i + 1) * train.batch_size]].float()
+            batch = transpose_frames(batch, train.transpose, shuffle)
+            result = trainer.train_step(batch)
+            for key in ("loss", "recon_loss", "vq_loss", "perplexity", "codes_used"):
+                sums[key] = sums.get(key, 0.0) + result[key] * len(batch)
+            seen += len(batch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{result['loss']:.4f}", ppl=f"{result['perplexity']:.1f}", refresh=False)
+        if (epoch + 1) % train.eval_every and epoch + 1 != train.epochs:
+            continue
+        elapsed = time.perf_counter() - started
+        _, val = evaluate_pieces(model, val_pieces, device)
+        _, seen_pieces = evaluate_pieces(model, monitor, device)
+        row = {"epoch": epoch + 1, "step": trainer.step, "lr": trainer.lr,
+               "train_loss": sums["loss"] / seen, "recon_loss": sums["recon_loss"] / seen,
+               "vq_loss": sums["vq_loss"] / seen, "train_perplexity": sums["perplexity"] / seen,
+               "train_codes_used": sums["codes_used"] / seen,
+               "val_note_f1": val.get("note_f1", ""), "val_min_note_f1": val.get("min_note_f1", ""),
+               "val_onset_f1": val.get("onset_f1", ""), "val_cell_f1": val.get("cell_f1", ""),
+               "val_perplexity": val.get("perplexity", ""), "val_codes_used": val.get("codes_used", ""),
+               "train_note_f1": seen_pieces.get("note_f1", ""),
+               "samples_per_s": seen / elapsed, "elapsed_s": elapsed}
+        metrics.append(row)
+        score = val["note_f1"] if val else seen_pieces.get("note_f1", -row["train_loss"])
+        improved = score > best
+        best = max(best, score)
+        state = checkpoint(epoch + 1, row)
+        save_checkpoint(state, last_path)
+        if improved:
+            save_checkpoint(state, best_path)
+        bar.write(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}, held-out note F1 "
+                  f"{val.get('note_f1', float('nan')):.4f} (min {val.get('min_note_f1', float('nan')):.4f}), "
+                  f"train-piece note F1 {seen_pieces.get('note_f1', float('nan')):.4f}, "
+                  f"perplexity {val.get('perplexity', row['train_perplexity']):.1f}, "
+                  f"{row['samples_per_s']:.0f} frames/s{' *' if improved else ''}")
+        sums, seen, started = {}, 0, time.perf_counter()
+    bar.close()
+    return row
+
+
+def export_weights(source, destination) -> None:
+    """Keep what generation needs (weights, configs, metrics, hashes); drop optimizer state."""
+    state = load_checkpoint(source, CHECKPOINT_KIND)
+    for key in ("trainer", "torch_rng"):
+        state.pop(key, None)
+    save_checkpoint(state, destination)
+
+
+def load_vae(path, device="cpu") -> tuple:
+    """A VQ-VAE and its frame grid from a checkpoint, on `device`, in eval mode."""
+    state = load_checkpoint(path, CHECKPOINT_KIND)
+    model = VQVAE(VQVAEConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), FrameGrid(**state["grid"]), state
