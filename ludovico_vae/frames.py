@@ -105,7 +105,7 @@ def meter_per_frame(time_signatures: list, frame_starts: np.ndarray) -> tuple:
     end = float(frame_starts[-1]) + 1 if len(frame_starts) else 1.0
     bars = bar_lines(time_signatures, end)
     sig_beats = np.array([b for b, _, _ in time_signatures])
-    if len(time_signatures) > 1 and bars[1] - bars[0] < _bar_length(time_signatures[1]) and bars[1] == sig_beats[1]:
+    if len(time_signatures) > 1 and len(bars) > 1 and bars[1] - bars[0] < _bar_length(time_signatures[1]) and bars[1] == sig_beats[1]:
         bars, sig_beats, time_signatures = bars[1:], sig_beats[1:], time_signatures[1:]
     idx = np.clip(np.searchsorted(sig_beats, frame_starts, side="right") - 1, 0, len(sig_beats) - 1)
     numerators = np.array([time_signatures[i][1] for i in idx], dtype=np.int64)
@@ -152,6 +152,7 @@ def notes_to_roll(notes: Notes, steps_per_quarter: int, n_steps: int | None = No
     after snapping follow the keyboard reference (the longer wins, a new onset ends the old note).
     """
     T = steps_per_quarter
+    notes = notes.select(notes.end > notes.start)
     start = np.floor(notes.start * T + 0.5).astype(np.int64)
     end = np.maximum(np.floor(notes.end * T + 0.5).astype(np.int64), start + 1)
     if len(start) and start.min() < 0:

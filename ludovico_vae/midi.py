@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mido
 import numpy as np
 import pretty_midi
 
@@ -20,6 +21,8 @@ HARPSICHORD = 6      # General MIDI program (zero-based) of the Goldberg files a
 DEFAULT_VELOCITY = 80
 DEFAULT_QPM = 120.0
 MAX_NOTES = 2_000_000  # a file with more notes than this is refused rather than exhausting memory
+MAX_DENOMINATOR = 64  # a larger time-signature denominator only comes from a corrupt file
+META_TYPES = ("set_tempo", "time_signature", "key_signature")
 
 
 class MidiError(ValueError):
@@ -104,6 +107,41 @@ def _on_ticks(beats: np.ndarray, ticks_per_beat: int) -> np.ndarray:
     return np.floor(beats * ticks_per_beat + 0.5) / ticks_per_beat
 
 
+def _absolute(track) -> list:
+    tick, events = 0, []
+    for message in track:
+        tick += message.time
+        events.append((tick, message))
+    return events
+
+
+def _track(events) -> mido.MidiTrack:
+    track, last = mido.MidiTrack(), 0
+    for tick, message in events:
+        track.append(message.copy(time=tick - last))
+        last = tick
+    return track
+
+
+def _gather_meta_events(midi: mido.MidiFile) -> None:
+    """Move tempo, meter and key events of every track into the first one.
+
+    pretty_midi reads them from the first track only, yet type-1 files keep them on any track.
+    """
+    if not any(m.type in META_TYPES for track in midi.tracks[1:] for m in track):
+        return
+    moved = []
+    for i in range(1, len(midi.tracks)):
+        events = _absolute(midi.tracks[i])
+        if any(m.type in META_TYPES for _, m in events):
+            moved += [(t, m) for t, m in events if m.type in META_TYPES]
+            midi.tracks[i] = _track([(t, m) for t, m in events if m.type not in META_TYPES])
+    first = [(t, m) for t, m in _absolute(midi.tracks[0]) if m.type != "end_of_track"]
+    merged = sorted(first + moved, key=lambda event: event[0])  # stable: the first track's own come first
+    end = max([t for t, _ in merged], default=0)
+    midi.tracks[0] = _track(merged + [(end, mido.MetaMessage("end_of_track"))])
+
+
 def _parse(path: Path) -> pretty_midi.PrettyMIDI:
     if not path.exists():
         raise MidiError(path, "no such file")
@@ -120,7 +158,9 @@ def _parse(path: Path) -> pretty_midi.PrettyMIDI:
         with warnings.catch_warnings():
             # type-1 files commonly keep tempo and meter events on tracks other than the first
             warnings.simplefilter("ignore", RuntimeWarning)
-            return pretty_midi.PrettyMIDI(str(path))
+            midi = mido.MidiFile(str(path))
+            _gather_meta_events(midi)
+            return pretty_midi.PrettyMIDI(mido_object=midi)
     except MemoryError:
         raise MidiError(path, "too large to read") from None
     except Exception as e:  # mido and pretty_midi raise many types for corrupt data
@@ -150,6 +190,8 @@ def read_midi(path) -> Score:
     tempos = [(float(b), float(q)) for b, q in zip(tempo_beats, qpms)] or [(0.0, DEFAULT_QPM)]
     signatures = []
     for ts in pm.time_signature_changes:
+        if ts.denominator > MAX_DENOMINATOR:
+            raise MidiError(path, f"corrupt time signature {ts.numerator}/{ts.denominator}")
         beat = float(_on_ticks(_beats_of_seconds(pm, np.array([ts.time])), tpb)[0])
         if signatures and signatures[-1][0] == beat:
             signatures.pop()  # of two signatures at the same moment the later one holds
