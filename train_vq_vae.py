@@ -7,29 +7,34 @@
 import sys
 from pathlib import Path
 
-from bachsformer.cli import run_command, training_config, training_parser
+from bachsformer.cli import run_main, training_config, training_parser
 from bachsformer.runtime import refuse_overwrite
 from bachsformer.vae_training import SECTIONS, export_weights, train_vae
 
+PROG = "train_vq_vae.py"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ludovico_vae.yaml"
 
 
-def main(argv=None) -> int:
-    parser = training_parser(__doc__.splitlines()[0], str(DEFAULT_CONFIG))
+def run(args) -> None:
+    if args.export:
+        refuse_overwrite(args.export[1], args.force)
+        export_weights(*args.export)
+        print(args.export[1])
+        return
+    train_vae(training_config(SECTIONS, args), resume=args.resume, progress=not args.no_progress)
+
+
+def build_parser():
+    parser = training_parser(PROG, __doc__.splitlines()[0], str(DEFAULT_CONFIG))
     parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DEST"),
                         help="write CHECKPOINT's weights without optimizer state to DEST, and stop")
     parser.add_argument("--force", action="store_true", help="with --export: replace an existing DEST")
-    args, overrides = parser.parse_known_args(argv)
+    parser.set_defaults(run=run)
+    return parser
 
-    def run():
-        if args.export:
-            refuse_overwrite(args.export[1], args.force)
-            export_weights(*args.export)
-            print(args.export[1])
-            return
-        train_vae(training_config(SECTIONS, args, overrides), resume=args.resume, progress=not args.no_progress)
 
-    return run_command("train_vq_vae.py", run)
+def main(argv=None) -> int:
+    return run_main(PROG, build_parser, argv, overrides=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ usable, 2 with one line on stderr otherwise. Fetching lives in `download`, the m
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -23,36 +22,13 @@ from ludovico_vae.files import atomic_write
 from ludovico_vae.frames import FrameGrid, score_to_piece
 from ludovico_vae.midi import MidiError, keyboard_reference, read_midi, score_to_midi
 
+from .cli import CommandError, CommandParser, format_table, run_main, write_json
 from .download import GOLDBERG_BASE_URL, GOLDBERG_SHA256, TIMEOUT_S, fetch_goldberg
 from .metrics import note_f1
 
 PROG = "bachsformer.corpus"
 NOT_QUANTISED_BELOW = 0.9  # near-grid share under which a file is taken for a performance
 MAX_METERS_SHOWN = 4
-
-
-class CorpusError(Exception):
-    """A problem with the command's input, reported as one line and exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as a `CorpusError` (one line) instead of usage text."""
-
-    def error(self, message):
-        raise CorpusError(message)
-
-
-# ---------------------------------------------------------------- tables and output
-
-def format_table(headers: list, rows: list, right: set = frozenset()) -> str:
-    """Fixed-width text table; columns whose index is in `right` are right-aligned (numbers)."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-
-    def line(cells):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def _percent(share) -> str:
@@ -73,29 +49,21 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _write_json(path, data: dict) -> None:
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise CorpusError(f"--json {path}: folder {path.parent} does not exist")
-    with atomic_write(path) as f:
-        f.write((json.dumps(data, indent=2) + "\n").encode())
-
-
 def _grid(steps_per_quarter: int) -> FrameGrid:
     try:
         return FrameGrid(steps_per_quarter=steps_per_quarter)
     except ValueError as e:
-        raise CorpusError(f"--steps-per-quarter: {e}") from None
+        raise CommandError(f"--steps-per-quarter: {e}") from None
 
 
 def _midi_files(path) -> tuple:
     """(files, root) below a directory, or a single file; an error if there is nothing to read."""
     path = Path(path)
     if not path.exists():
-        raise CorpusError(f"{path}: no such file or directory")
+        raise CommandError(f"{path}: no such file or directory")
     files = find_midi_files(path)
     if not files:
-        raise CorpusError(f"{path}: no MIDI files ({', '.join(MIDI_SUFFIXES)}) in this directory")
+        raise CommandError(f"{path}: no MIDI files ({', '.join(MIDI_SUFFIXES)}) in this directory")
     return files, (path if path.is_dir() else path.parent)
 
 
@@ -116,12 +84,7 @@ def _progress(items, desc: str):
 def check_file(path, grid: FrameGrid) -> dict:
     """What turning one file into frames keeps and changes; raises MidiError for unusable files."""
     score = read_midi(path)
-    try:
-        piece = score_to_piece(score, grid)
-    except MidiError:
-        raise
-    except (ValueError, MemoryError) as e:
-        raise MidiError(path, f"cannot be cut into frames ({e or type(e).__name__})") from None
+    piece = score_to_piece(score, grid)
     stats = piece.stats
     dropped = stats["out_of_range"] if stats["out_of_range_mode"] == "drop" else 0
     onsets = stats["notes"] - dropped
@@ -179,10 +142,10 @@ def run_check(args) -> int:
           f"{_count(summary['onsets'], 'onset')}, {_percent(summary['onsets_on_grid'])} on the "
           f"1/{grid.steps_per_quarter}-beat grid, {_percent(summary['onsets_near_grid'])} within a quarter cell")
     if args.json:
-        _write_json(args.json, {"command": "check", "path": str(args.path), "grid": grid.to_dict(),
+        write_json(args.json, {"command": "check", "path": str(args.path), "grid": grid.to_dict(),
                                 "files": rows, "summary": summary})
     if not summary["ok"]:
-        raise CorpusError(f"{args.path}: no usable MIDI file ({_count(len(rows), 'file')} checked, all bad)")
+        raise CommandError(f"{args.path}: no usable MIDI file ({_count(len(rows), 'file')} checked, all bad)")
     return 0
 
 
@@ -195,12 +158,7 @@ def roundtrip_file(path, grid: FrameGrid, out_path: Path) -> dict:
     than 1.0 is a loss in the conversion itself, not in notes no keyboard could play.
     """
     score = read_midi(path)
-    try:
-        piece = score_to_piece(score, grid)
-    except MidiError:
-        raise
-    except (ValueError, MemoryError) as e:
-        raise MidiError(path, f"cannot be cut into frames ({e or type(e).__name__})") from None
+    piece = score_to_piece(score, grid)
     midi = score_to_midi(piece.score())
     with atomic_write(out_path) as f:
         midi.write(f)
@@ -214,14 +172,14 @@ def _roundtrip_targets(files: list, root: Path, out, force: bool) -> list:
     """Where each round-tripped file goes; refuses to replace anything unless `force`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise CorpusError(f"{out}: exists and is not a directory")
+        raise CommandError(f"{out}: exists and is not a directory")
     if out.resolve() == root.resolve():
-        raise CorpusError(f"{out}: --out is the input folder; the round trip would replace its own sources")
+        raise CommandError(f"{out}: --out is the input folder; the round trip would replace its own sources")
     targets = [out / path.relative_to(root) for path in files]
     existing = [t for t in targets if t.exists()]
     if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise CorpusError(f"{existing[0]}: exists{more}; not overwritten without --force")
+        raise CommandError(f"{existing[0]}: exists{more}; not overwritten without --force")
     for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
     return targets
@@ -259,10 +217,10 @@ def run_roundtrip(args) -> int:
           f"min {_f1(summary['min_note_f1'])}, mean {_f1(summary['mean_note_f1'])} "
           f"at {grid.steps_per_quarter} steps per quarter")
     if args.json:
-        _write_json(args.json, {"command": "roundtrip", "path": str(args.path), "grid": grid.to_dict(),
+        write_json(args.json, {"command": "roundtrip", "path": str(args.path), "grid": grid.to_dict(),
                                 "out": str(args.out) if args.out else None, "files": rows, "summary": summary})
     if not good:
-        raise CorpusError(f"{args.path}: no MIDI file could be round-tripped ({_count(len(rows), 'file')}, all bad)")
+        raise CommandError(f"{args.path}: no MIDI file could be round-tripped ({_count(len(rows), 'file')}, all bad)")
     return 0
 
 
@@ -281,7 +239,7 @@ def _report_fetch(rows: list, columns: list, dest, what: str) -> int:
         others = [f"{len(failed) - 1} more failed"] if len(failed) > 1 else []
         others += [f"{counts['skipped']} not tried"] if counts.get("skipped") else []
         more = f" ({', '.join(others)}; see above)" if others else ""
-        raise CorpusError(f"{failed[0]['file']}: {failed[0]['error']}{more}")
+        raise CommandError(f"{failed[0]['file']}: {failed[0]['error']}{more}")
     return 0
 
 
@@ -289,9 +247,9 @@ def run_goldberg(args) -> int:
     try:
         rows = fetch_goldberg(args.dest, args.base_url, args.force, args.timeout)
     except ValueError as e:
-        raise CorpusError(str(e)) from None
+        raise CommandError(str(e)) from None
     if args.json:
-        _write_json(args.json, {"command": "goldberg", "dest": str(args.dest), "files": rows})
+        write_json(args.json, {"command": "goldberg", "dest": str(args.dest), "files": rows})
     return _report_fetch(rows, [("file", "file"), ("status", "status"), ("bytes", "bytes"), ("error", "error")],
                          args.dest, "Goldberg files")
 
@@ -302,11 +260,11 @@ def run_chorales(args) -> int:
     try:
         rows = export_chorales(args.dest, args.limit, args.force)
     except (ExportError, ValueError) as e:
-        raise CorpusError(str(e)) from None
+        raise CommandError(str(e)) from None
     for r in rows:
         r["meter"] = _meters([m.split("/") for m in r["meters"]]) if r["meters"] else None
     if args.json:
-        _write_json(args.json, {"command": "chorales", "dest": str(args.dest), "files": rows})
+        write_json(args.json, {"command": "chorales", "dest": str(args.dest), "files": rows})
     return _report_fetch(rows, [("file", "file"), ("status", "status"), ("notes", "notes"),
                                 ("meter", "meters"), ("error", "error")], args.dest, "chorales")
 
@@ -334,7 +292,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("check", help="how well MIDI files fit the frame grid")
@@ -372,23 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run one command; returns the exit code instead of exiting, so tests can call it."""
-    try:
-        args = build_parser().parse_args(argv)
-        return args.run(args)
-    except (CorpusError, MidiError) as e:
-        message = str(e)
-    except OSError as e:
-        message = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except SystemExit as e:  # --help, or a dependency that stops the program with a message
-        if e.code is None or isinstance(e.code, int):
-            return e.code or 0
-        message = str(e.code)
-    print(f"{PROG}: {message}", file=sys.stderr)
-    return 2
-
+    return run_main(PROG, build_parser, argv)
 
 if __name__ == "__main__":
     sys.exit(main())
