@@ -56,7 +56,7 @@ def _grid(steps_per_quarter: int) -> FrameGrid:
         raise CommandError(f"--steps-per-quarter: {e}") from None
 
 
-def _midi_files(path) -> tuple:
+def midi_files(path) -> tuple:
     """(files, root) below a directory, or a single file; an error if there is nothing to read."""
     path = Path(path)
     if not path.exists():
@@ -67,14 +67,14 @@ def _midi_files(path) -> tuple:
     return files, (path if path.is_dir() else path.parent)
 
 
-def _label(path: Path, root: Path) -> str:
+def relative_label(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
 
 
-def _progress(items, desc: str):
+def progress(items, desc: str):
     from tqdm import tqdm
     return tqdm(items, desc=desc, unit="file", disable=None, leave=False)
 
@@ -119,14 +119,14 @@ def _check_summary(rows: list) -> dict:
 
 def run_check(args) -> int:
     grid = _grid(args.steps_per_quarter)
-    files, root = _midi_files(args.path)
+    files, root = midi_files(args.path)
     rows = []
-    for path in _progress(files, "check"):
+    for path in progress(files, "check"):
         try:
             row = check_file(path, grid)
         except MidiError as e:
             row = {"ok": False, "error": e.reason}
-        rows.append({"file": _label(path, root), **row})
+        rows.append({"file": relative_label(path, root), **row})
     summary = _check_summary(rows)
     table = []
     for r in rows:
@@ -187,21 +187,21 @@ def _roundtrip_targets(files: list, root: Path, out, force: bool) -> list:
 
 def run_roundtrip(args) -> int:
     grid = _grid(args.steps_per_quarter)
-    files, root = _midi_files(args.path)
+    files, root = midi_files(args.path)
     with tempfile.TemporaryDirectory(prefix="bachsformer-roundtrip-") as scratch:
         if args.out:
             targets = _roundtrip_targets(files, root, args.out, args.force)
         else:
             targets = [Path(scratch) / f"{i:05d}.mid" for i in range(len(files))]
         rows = []
-        for path, target in _progress(list(zip(files, targets)), "roundtrip"):
+        for path, target in progress(list(zip(files, targets)), "roundtrip"):
             try:
                 row = roundtrip_file(path, grid, target)
             except MidiError as e:
                 row = {"ok": False, "error": e.reason}
             except OSError as e:
                 row = {"ok": False, "error": f"cannot write {target} ({e.strerror or e})"}
-            rows.append({"file": _label(path, root), **row})
+            rows.append({"file": relative_label(path, root), **row})
     good = [r for r in rows if r["ok"]]
     summary = {"files": len(rows), "ok": len(good), "bad": len(rows) - len(good)}
     for key in ("onset_f1", "note_f1"):
@@ -291,6 +291,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def add_roundtrip_arguments(command) -> None:
+    """The `roundtrip` command, shared with `python -m bachsformer.evaluate roundtrip`."""
+    command.add_argument("path", metavar="DIR")
+    command.add_argument("--out", metavar="OUTDIR", type=Path, help="keep the round-tripped files here")
+    command.add_argument("--force", action="store_true", help="overwrite files in OUTDIR")
+    command.add_argument("--steps-per-quarter", type=_positive_int, default=FrameGrid.steps_per_quarter)
+    command.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    command.set_defaults(run=run_roundtrip)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -318,13 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     chorales.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     chorales.set_defaults(run=run_chorales)
 
-    roundtrip = commands.add_parser("roundtrip", help="note F1 of MIDI -> frames -> MIDI")
-    roundtrip.add_argument("path", metavar="DIR")
-    roundtrip.add_argument("--out", metavar="OUTDIR", type=Path, help="keep the round-tripped files here")
-    roundtrip.add_argument("--force", action="store_true", help="overwrite files in OUTDIR")
-    roundtrip.add_argument("--steps-per-quarter", type=_positive_int, default=FrameGrid.steps_per_quarter)
-    roundtrip.add_argument("--json", metavar="FILE", help="also write the table as JSON")
-    roundtrip.set_defaults(run=run_roundtrip)
+    add_roundtrip_arguments(commands.add_parser("roundtrip", help="note F1 of MIDI -> frames -> MIDI"))
     return parser
 
 

@@ -21,7 +21,7 @@ from mingpt.trainer import Trainer, TrainerConfig
 
 from .config import ConfigError, config_to_dict, save_config
 from .reconstruction import evaluate_pieces
-from .runtime import MetricsLog, load_checkpoint, resolve_device, save_checkpoint, seed_everything
+from .runtime import CheckpointError, MetricsLog, load_checkpoint, resolve_device, save_checkpoint, seed_everything
 
 CHECKPOINT_KIND = "vae"
 CHECKPOINT_FORMAT = 1
@@ -238,6 +238,11 @@ def export_weights(source, destination) -> None:
 def load_vae(path, device="cpu") -> tuple:
     """A VQ-VAE and its frame grid from a checkpoint, on `device`, in eval mode."""
     state = load_checkpoint(path, CHECKPOINT_KIND)
-    model = VQVAE(VQVAEConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), FrameGrid(**state["grid"]), state
+    try:
+        model = VQVAE(VQVAEConfig.from_dict(state["model_config"]))
+        model.load_state_dict(state["model"])
+        grid = FrameGrid(**state["grid"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(path, f"does not hold a VQ-VAE this version can build ({first[:200]})") from None
+    return model.to(device).eval(), grid, state
