@@ -127,8 +127,11 @@ def _monitor_subset(pieces: list, n: int) -> list:
     return order[::step][:n]
 
 
-def train_vae(config: dict, resume: bool = False, log=print, progress: bool = True) -> dict:
-    """Train (or resume) a VQ-VAE as `config` says; returns the last evaluation's metrics."""
+def train_vae(config: dict, resume: bool = False, log=print, progress: bool = True, on_step=None) -> dict:
+    """Train (or resume) a VQ-VAE as `config` says; returns the last evaluation's metrics.
+
+    `on_step(trainer)` is called after every optimisation step (tests interrupt training with it).
+    """
     grid, data, train = config["grid"], config["data"], config["train"]
     model_config = model_config_for_grid(config["model"], grid)
     out_dir = Path(train.out_dir)
@@ -153,6 +156,8 @@ def train_vae(config: dict, resume: bool = False, log=print, progress: bool = Tr
 
     model = VQVAE(model_config).to(device)
     trainer = Trainer(model, train, train.epochs * steps_per_epoch, device)
+    if on_step is not None:
+        trainer.add_callback("on_batch_end", lambda t, **_: on_step(t))
     start_epoch, best = 0, -1.0
     metrics = MetricsLog(out_dir, {"loss": ["train_loss", "recon_loss", "vq_loss"],
                                    "note F1": ["val_note_f1", "val_min_note_f1", "train_note_f1"],

@@ -120,3 +120,21 @@ def split_voices(notes) -> list:
 def note_list(notes) -> list:
     """`Notes` as a sorted list of (pitch, start, end), for comparing note by note."""
     return sorted(zip(notes.pitch.tolist(), notes.start.tolist(), notes.end.tolist()))
+
+
+TINY_VAE = ["--model.widths=[8, 16]", "--model.code_dim=8", "--model.codebook_size=8", "--model.n_res_blocks=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """Four short seeded pieces (scales and chords in 4/4), enough to train and hold one out."""
+    folder = tmp_path_factory.mktemp("tiny-corpus")
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        notes = []
+        for beat in range(32):
+            root = int(rng.integers(48, 72))
+            notes += [N(root + step, beat + i / 4, beat + (i + 1) / 4) for i, step in enumerate((0, 2, 4, 7))]
+            notes.append(N(root - 12, beat, beat + 1))
+        write_midi(folder / f"p{k}.mid", notes)
+    return folder

@@ -1,0 +1,311 @@
+"""Invariants of the VQ-VAE and its EMA quantizer, on random sparse frames (no corpus needed)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ludovico_vae.model import VQVAE, VQVAEConfig
+from ludovico_vae.quantizer import VectorQuantizer
+
+TINY = dict(widths=(8, 16), code_dim=8, n_res_blocks=1)
+CONFIGS = {
+    "default": {},
+    "tiny": TINY,
+    "one-channel, 61 keys, 12 steps": dict(TINY, channels=1, n_keys=61, steps=12, patch=(4, 2),
+                                            pos_weight=3.0),
+    "odd keys, 4x3 grid, 8 codes": dict(TINY, n_keys=87, latent_keys=4, latent_steps=3, patch=(2, 2),
+                                        codebook_size=8),
+}
+
+
+def sparse_frames(batch: int, cfg: VQVAEConfig, seed: int = 0, density: float = 0.03) -> torch.Tensor:
+    """{0, 1} frames with about `density` of cells on; channel 0 (onsets) inside the last one."""
+    g = torch.Generator().manual_seed(seed)
+    sounding = (torch.rand(batch, 1, cfg.n_keys, cfg.steps, generator=g) < density).float()
+    onsets = sounding * (torch.rand(sounding.shape, generator=g) < 0.3)
+    return torch.cat([onsets] * (cfg.channels - 1) + [sounding], dim=1)
+
+
+def random_chords(batch: int, cfg: VQVAEConfig, notes: int = 3, seed: int = 0) -> torch.Tensor:
+    """Frames of `notes` random keys struck together at the start or middle and held to the end.
+
+    Unlike cell noise these are what a 16-code grid can represent exactly, so a model that
+    cannot fit them has a bug rather than a bottleneck.
+    """
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.zeros(batch, cfg.channels, cfg.n_keys, cfg.steps)
+    for b in range(batch):
+        keys = torch.randperm(cfg.n_keys, generator=g)[:notes]
+        start = int(torch.randint(2, (), generator=g)) * cfg.steps // 2
+        frames[b, -1, keys, start:] = 1
+        frames[b, 0, keys, start] = 1
+    return frames
+
+
+def make_model(seed: int = 0, **overrides) -> VQVAE:
+    torch.manual_seed(seed)
+    return VQVAE(VQVAEConfig(**overrides))
+
+
+def train_steps(model: VQVAE, frames: torch.Tensor, steps: int, lr: float = 3e-3) -> list:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        out = model(frames)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        losses.append(out["loss"].item())
+    return losses
+
+
+@pytest.mark.parametrize("overrides", CONFIGS.values(), ids=CONFIGS.keys())
+def test_shapes(overrides):
+    model = make_model(**overrides)
+    cfg = model.config
+    frames = sparse_frames(3, cfg)
+    out = model(frames)
+    assert out["logits"].shape == frames.shape
+    assert out["indices"].shape == (3, cfg.latent_keys * cfg.latent_steps)
+    assert out["indices"].dtype == torch.long
+    for key in ("loss", "recon_loss", "vq_loss", "perplexity"):
+        assert out[key].dim() == 0 and torch.isfinite(out[key]), key
+    indices = model.encode_indices(frames)
+    assert indices.shape == (3, cfg.n_indices) and indices.dtype == torch.long
+    assert 0 <= indices.min() and indices.max() < cfg.codebook_size
+    binary = model.decode_indices(indices, binary=True)
+    assert binary.shape == frames.shape and set(binary.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_default_grid_and_size():
+    model = make_model()
+    cfg = model.config
+    assert (cfg.channels, cfg.n_keys, cfg.steps) == (2, 88, 24)
+    assert cfg.latent_shape == (8, 2) and cfg.n_indices == 16 and cfg.codebook_size == 16
+    assert cfg.padded_keys == 96
+    z = model.encoder(sparse_frames(2, cfg))
+    assert z.shape == (2, cfg.code_dim, 8, 2)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    assert weights < 5 * 2**20
+
+
+@pytest.mark.parametrize("overrides", CONFIGS.values(), ids=CONFIGS.keys())
+def test_decode_of_encode_is_eval_forward(overrides):
+    model = make_model(**overrides)
+    frames = sparse_frames(8, model.config)
+    train_steps(model, frames, 2)  # move the codebook off its initial values first
+    model.eval()
+    out = model(frames)
+    indices = model.encode_indices(frames)
+    assert torch.equal(indices, out["indices"])
+    assert torch.equal(model.decode_indices(indices), out["logits"])
+    assert torch.equal(model.decode_indices(indices, binary=True), (out["logits"] > 0).float())
+
+
+def test_uint8_frames_are_accepted():
+    model = make_model(**TINY).eval()
+    frames = sparse_frames(4, model.config)
+    assert torch.equal(model(frames.to(torch.uint8))["logits"], model(frames)["logits"])
+
+
+def test_ema_state_lives_in_buffers():
+    model = make_model(**TINY)
+    buffers = dict(model.quantizer.named_buffers())
+    assert set(buffers) == {"codebook", "cluster_size", "embed_sum"}
+    assert list(model.quantizer.parameters()) == []
+    assert all(not b.requires_grad for b in buffers.values())
+    state = model.state_dict()
+    assert {f"quantizer.{name}" for name in buffers} <= set(state)
+
+
+def test_ema_updates_only_in_train_mode():
+    model = make_model(**TINY)
+    frames = sparse_frames(16, model.config)
+    before = {k: v.clone() for k, v in model.quantizer.named_buffers()}
+    model.eval()
+    model(frames)
+    for name, value in model.quantizer.named_buffers():
+        assert torch.equal(value, before[name]), name
+    model.train()
+    with torch.no_grad():
+        model(frames)
+    for name, value in model.quantizer.named_buffers():
+        assert not torch.equal(value, before[name]), name
+        assert value.dtype == torch.float32
+
+
+def test_optimizer_never_touches_the_codebook():
+    """Gradients flow to the encoder through the straight-through estimator, not to the codes."""
+    model = make_model(**TINY).train()
+    out = model(sparse_frames(8, model.config))
+    out["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    assert model.quantizer.codebook.grad is None
+
+
+def quantizer_with(codebook: torch.Tensor, **kwargs) -> VectorQuantizer:
+    vq = VectorQuantizer(codebook.shape[0], codebook.shape[1], **kwargs)
+    vq.load_state_dict({"codebook": codebook, "cluster_size": torch.full((codebook.shape[0],), 100.0),
+                        "embed_sum": codebook * 100.0})
+    return vq
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.0], ids=["restart", "no-restart"])
+def test_dead_codes_are_restarted_from_the_batch(threshold):
+    torch.manual_seed(0)
+    live = torch.randn(4, 3)
+    dead = torch.full((4, 3), 1e3)  # far from every input: never chosen
+    vq = quantizer_with(torch.cat([live, dead]), decay=0.5, dead_code_threshold=threshold).train()
+    z = live.repeat(64, 1) + 0.01 * torch.randn(256, 3)
+    for _ in range(10):  # 100 * 0.5^n falls below 1 after 7 steps
+        out = vq(z)
+    codebook = vq.decode_indices(torch.arange(8))
+    nearest_input = torch.cdist(codebook[4:], z).min(1).values
+    if threshold:
+        assert (nearest_input < 0.1).all(), "restarted codes sit on encoder outputs"
+        assert vq.cluster_size[4:].min() > 0
+    else:
+        assert (nearest_input > 100).all()
+        assert out["codes_used"] == 4
+
+
+def test_restart_picks_distinct_vectors():
+    vq = quantizer_with(torch.full((8, 2), 1e3), dead_code_threshold=1.0, decay=0.01).train()
+    vq(torch.randn(64, 2))
+    assert len(torch.unique(vq.decode_indices(torch.arange(8)), dim=0)) == 8
+
+
+@pytest.mark.parametrize("n_used", [1, 3, 8])
+def test_perplexity_and_codes_used(n_used):
+    codebook = torch.eye(8)
+    vq = quantizer_with(codebook).eval()
+    z = codebook[torch.arange(48) % n_used]  # uniform over the first n_used codes
+    out = vq(z)
+    assert out["codes_used"] == n_used
+    assert out["perplexity"].item() == pytest.approx(n_used, rel=1e-4)
+    assert torch.equal(out["indices"], torch.arange(48) % n_used)
+    assert torch.equal(out["quantized"], z) and out["loss"].item() == 0.0
+
+
+def test_quantizer_rejects_bad_input():
+    vq = VectorQuantizer(4, 3)
+    with pytest.raises(ValueError, match="components"):
+        vq.encode_indices(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        vq.decode_indices(torch.tensor([0, 4]))
+
+
+@pytest.mark.parametrize("indices, match", [
+    (torch.zeros(2, 15, dtype=torch.long), "shape"),
+    (torch.full((2, 16), 16, dtype=torch.long), r"\[0, 16\)"),
+    (torch.full((2, 16), -1, dtype=torch.long), r"\[0, 16\)"),
+])
+def test_decode_rejects_bad_indices(indices, match):
+    with pytest.raises(ValueError, match=match):
+        make_model(**TINY).decode_indices(indices)
+
+
+def test_forward_rejects_wrong_frame_shape():
+    with pytest.raises(ValueError, match=r"\(B, 2, 88, 24\)"):
+        make_model(**TINY)(torch.zeros(2, 2, 88, 16))
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (dict(steps=20), "steps"),  # 20 steps do not split into 2 latent columns of 4-step patches
+    (dict(latent_steps=5), "steps"),
+    (dict(channels=0), "channels"),
+    (dict(n_keys=-88), "n_keys"),
+    (dict(codebook_size=1), "codebook_size"),
+    (dict(code_dim=0), "code_dim"),
+    (dict(widths=(32,)), "widths"),
+    (dict(widths=(32, 0)), "widths"),
+    (dict(patch=(4, 4, 4)), "patch"),
+    (dict(n_res_blocks=-1), "n_res_blocks"),
+    (dict(latent_keys=100), "latent grid"),
+    (dict(ema_decay=1.0), "ema_decay"),
+    (dict(commitment_weight=-0.1), "commitment_weight"),
+    (dict(dead_code_threshold=-1.0), "dead_code_threshold"),
+    (dict(focal_gamma=-2.0), "focal_gamma"),
+    (dict(pos_weight=(1.0, 2.0, 3.0)), "pos_weight"),
+    (dict(pos_weight=0.0), "pos_weight"),
+])
+def test_config_validation_names_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        VQVAEConfig(**overrides)
+
+
+def test_config_round_trips_and_rejects_unknown_keys():
+    cfg = VQVAEConfig(widths=[16, 32], pos_weight=2.0)
+    assert cfg.widths == (16, 32) and cfg.pos_weight == (2.0, 2.0)
+    assert VQVAEConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="codebok_size"):
+        VQVAEConfig.from_dict({"codebok_size": 16})
+    with pytest.raises(ValueError, match="steps"):
+        dataclasses.replace(cfg, steps=25)
+
+
+@pytest.mark.parametrize("loss", [{}, dict(focal_gamma=2.0, pos_weight=1.0)], ids=["weighted-bce", "focal"])
+def test_overfits_one_batch(loss):
+    model = make_model(widths=(16, 32), code_dim=16, n_res_blocks=1, **loss)
+    frames = random_chords(8, model.config)
+    losses = train_steps(model, frames, 250, lr=1e-2)
+    assert losses[-1] < 0.05 * losses[0]
+    model.eval()
+    recon = model.decode_indices(model.encode_indices(frames), binary=True).bool()
+    on = frames.bool()
+    assert recon[on].float().mean() > 0.9, "recall of on cells"
+    assert on[recon].float().mean() > 0.8, "precision of on cells"
+
+
+def test_seeded_training_is_repeatable():
+    frames = sparse_frames(8, VQVAEConfig(**TINY))
+    runs = []
+    for _ in range(2):
+        model = make_model(seed=123, **TINY)
+        losses = train_steps(model, frames, 3)
+        runs.append((losses, model.state_dict(), model.eval()(frames)["logits"]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(v, runs[1][1][k]) for k, v in runs[0][1].items())
+    assert torch.equal(runs[0][2], runs[1][2])
+
+
+def _distributed_worker(rank: int, world: int, init_file: str, results) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)  # same initial codebook on every rank, as DDP would broadcast
+        synced = VectorQuantizer(8, 4, decay=0.5, dead_code_threshold=0.0).train()
+        restarting = VectorQuantizer(8, 4, decay=0.5, dead_code_threshold=1.0).train()
+        restarting.codebook.fill_(1e3)  # every code dead: all are replaced at the first step
+        data = torch.Generator().manual_seed(100 + rank)  # each rank sees different data
+        for _ in range(3):
+            z = torch.randn(32, 4, generator=data)
+            synced(z)
+            restarting(z)
+        results[rank] = (synced.state_dict(), restarting.state_dict())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ema_is_all_reduced_across_ranks(tmp_path):
+    """Two ranks end with the codebook one process gets from both ranks' batches together."""
+    world = 2
+    results = mp.Manager().dict()
+    mp.spawn(_distributed_worker, args=(world, str(tmp_path / "init"), results), nprocs=world)
+    (synced0, restart0), (synced1, restart1) = results[0], results[1]
+    for name in synced0:
+        assert torch.equal(synced0[name], synced1[name]), name
+        assert torch.equal(restart0[name], restart1[name]), name
+    assert restart0["codebook"].abs().max() < 100, "dead codes restarted identically on both ranks"
+
+    torch.manual_seed(0)
+    single = VectorQuantizer(8, 4, decay=0.5, dead_code_threshold=0.0).train()
+    gens = [torch.Generator().manual_seed(100 + r) for r in range(world)]
+    for _ in range(3):
+        single(torch.cat([torch.randn(32, 4, generator=g) for g in gens]))
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(synced0[name], value, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,99 @@
+"""Training the VQ-VAE end to end on a tiny corpus: records, checkpoints, exact resume, errors."""
+import csv
+
+import pytest
+import torch
+
+from bachsformer.config import ConfigError, build_config
+from bachsformer.evaluate import main as evaluate_main
+from bachsformer.runtime import CheckpointError, load_checkpoint
+from bachsformer.vae_training import SECTIONS, export_weights, load_vae, train_vae
+from conftest import TINY_VAE
+
+
+def _config(corpus, out_dir, *extra):
+    return build_config(SECTIONS, overrides=[
+        f"--data.midi_dir={corpus}", "--data.held_out=[p3]", f"--data.cache_dir={out_dir.parent / 'cache'}",
+        f"--train.out_dir={out_dir}", "--train.epochs=2", "--train.eval_every=1", "--train.batch_size=16",
+        "--train.warmup_steps=2", "--train.monitor_pieces=1", "--train.threads=1", *TINY_VAE, *extra])
+
+
+def _quiet(*_):
+    pass
+
+
+def test_a_run_records_metrics_plots_and_checkpoints(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    row = train_vae(_config(tiny_corpus, out), log=_quiet, progress=False)
+    assert {p.name for p in out.iterdir()} >= {"config.yaml", "metrics.csv", "metrics.png", "last.pt", "best.pt"}
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert 0 <= float(rows[-1]["val_note_f1"]) <= 1 and row["epoch"] == 2
+    state = load_checkpoint(out / "last.pt", "vae")
+    assert state["epoch"] == 2 and state["held_out"] == ["p3"]
+    assert state["grid"]["steps_per_quarter"] == 24 and state["model_config"]["codebook_size"] == 8
+    assert len(state["corpus_hash"]) == 64
+
+
+def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tmp_path):
+    straight = tmp_path / "straight"
+    train_vae(_config(tiny_corpus, straight), log=_quiet, progress=False)
+
+    interrupted = tmp_path / "interrupted"
+    steps_per_epoch = load_checkpoint(straight / "last.pt")["step"] // 2
+
+    def stop_in_the_second_epoch(trainer):
+        if trainer.step == steps_per_epoch + 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_vae(_config(tiny_corpus, interrupted), log=_quiet, progress=False, on_step=stop_in_the_second_epoch)
+    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1
+    train_vae(_config(tiny_corpus, interrupted), resume=True, log=_quiet, progress=False)
+
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(interrupted / "last.pt")
+    assert a["step"] == b["step"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    with open(interrupted / "metrics.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2]
+
+
+def test_an_existing_run_is_never_overwritten(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    train_vae(_config(tiny_corpus, out, "--train.epochs=1"), log=_quiet, progress=False)
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_vae(_config(tiny_corpus, out, "--train.epochs=1"), log=_quiet, progress=False)
+    assert (out / "last.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--data.held_out=[nope]"], "nope"),
+    (["--data.held_out=[p0, p1, p2, p3]"], "no piece to train on"),
+    (["--model.latent_steps=5"], "steps"),
+])
+def test_bad_configs_fail_before_training(tiny_corpus, tmp_path, extra, words):
+    with pytest.raises(ConfigError, match=words):
+        train_vae(_config(tiny_corpus, tmp_path / "run", *extra), log=_quiet, progress=False)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_exported_weights_load_and_reconstruct(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_vae(_config(tiny_corpus, out, "--train.epochs=1"), log=_quiet, progress=False)
+    export_weights(out / "best.pt", tmp_path / "vae.pt")
+    assert "trainer" not in load_checkpoint(tmp_path / "vae.pt")
+    model, grid, _ = load_vae(tmp_path / "vae.pt")
+    assert not model.training and grid.steps_per_quarter == 24
+    assert evaluate_main(["reconstruct", "--vae", str(tmp_path / "vae.pt"), str(tiny_corpus),
+                          "--out", str(tmp_path / "rec"), "--json", str(tmp_path / "r.json")]) == 0
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["p0.mid", "p1.mid", "p2.mid", "p3.mid"]
+    assert "note F1" in capsys.readouterr().out
+
+
+def test_a_checkpoint_of_the_wrong_kind_is_refused(tmp_path):
+    torch.save({"kind": "transformer"}, tmp_path / "t.pt")
+    with pytest.raises(CheckpointError, match="expected a vae checkpoint"):
+        load_vae(tmp_path / "t.pt")
