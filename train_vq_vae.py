@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from bachsformer.cli import run_main, training_config, training_parser
-from bachsformer.runtime import refuse_overwrite
-from bachsformer.vae_training import SECTIONS, export_weights, train_vae
+from bachsformer.runtime import export_weights, refuse_overwrite
+from bachsformer.vae_training import CHECKPOINT_KIND, SECTIONS, train_vae
 
 PROG = "train_vq_vae.py"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ludovico_vae.yaml"
@@ -18,7 +18,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ludovico_vae.yam
 def run(args) -> None:
     if args.export:
         refuse_overwrite(args.export[1], args.force)
-        export_weights(*args.export)
+        export_weights(*args.export, CHECKPOINT_KIND)
         print(args.export[1])
         return
     train_vae(training_config(SECTIONS, args), resume=args.resume, progress=not args.no_progress)

@@ -150,3 +150,45 @@ def refuse_overwrite(path, force: bool) -> None:
     """Nothing a user had is replaced unless they said --force."""
     if Path(path).exists() and not force:
         raise FileExistsError(f"{path}: already exists; pass --force to replace it")
+
+
+class RunFolder:
+    """A training run's folder: its resolved config, metrics, and `last`/`best` checkpoints.
+
+    A folder that already holds a run is continued only with `resume`, never overwritten.
+    """
+
+    def __init__(self, out_dir, resume: bool, config: dict):
+        from .config import ConfigError, config_to_dict, save_config
+
+        self.dir = Path(out_dir)
+        self.last, self.best = self.dir / "last.pt", self.dir / "best.pt"
+        if not resume and self.last.exists():
+            raise ConfigError(f"train.out_dir: {self.dir} already holds a run; pass --resume to continue it "
+                              "or choose another --train.out_dir")
+        if resume and not self.last.exists():
+            raise ConfigError(f"train.out_dir: nothing to resume, {self.last} does not exist")
+        self.config_dict = config_to_dict(config)
+        if not resume:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.dir / "config.yaml")
+
+    def metrics(self, plots: dict) -> MetricsLog:
+        return MetricsLog(self.dir, plots)
+
+    def resume_state(self, kind: str) -> dict:
+        return load_checkpoint(self.last, kind)
+
+    def save(self, state: dict, improved: bool) -> None:
+        """`last` at every evaluation; `best` too when the monitored metric improved."""
+        save_checkpoint(state, self.last)
+        if improved:
+            save_checkpoint(state, self.best)
+
+
+def export_weights(source, destination, kind: str) -> None:
+    """Keep what generation needs (weights, configs, metrics, hashes); drop optimizer and RNG state."""
+    state = load_checkpoint(source, kind)
+    for key in ("trainer", "torch_rng"):
+        state.pop(key, None)
+    save_checkpoint(state, destination)

@@ -19,9 +19,9 @@ from ludovico_vae.frames import FrameGrid
 from ludovico_vae.model import VQVAE, VQVAEConfig
 from mingpt.trainer import Trainer, TrainerConfig
 
-from .config import ConfigError, config_to_dict, save_config
+from .config import ConfigError
 from .reconstruction import evaluate_pieces
-from .runtime import CheckpointError, MetricsLog, load_checkpoint, resolve_device, save_checkpoint, seed_everything
+from .runtime import CheckpointError, RunFolder, load_checkpoint, resolve_device, seed_everything
 
 CHECKPOINT_KIND = "vae"
 CHECKPOINT_FORMAT = 1
@@ -134,13 +134,7 @@ def train_vae(config: dict, resume: bool = False, log=print, progress: bool = Tr
     """
     grid, data, train = config["grid"], config["data"], config["train"]
     model_config = model_config_for_grid(config["model"], grid)
-    out_dir = Path(train.out_dir)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    if not resume and last_path.exists():
-        raise ConfigError(f"train.out_dir: {out_dir} already holds a run; pass --resume to continue it "
-                          "or choose another --train.out_dir")
-    if resume and not last_path.exists():
-        raise ConfigError(f"train.out_dir: nothing to resume, {last_path} does not exist")
+    run = RunFolder(train.out_dir, resume, config)
     if train.threads:
         torch.set_num_threads(train.threads)
     device = resolve_device(train.device)
@@ -159,29 +153,26 @@ def train_vae(config: dict, resume: bool = False, log=print, progress: bool = Tr
     if on_step is not None:
         trainer.add_callback("on_batch_end", lambda t, **_: on_step(t))
     start_epoch, best = 0, -1.0
-    metrics = MetricsLog(out_dir, {"loss": ["train_loss", "recon_loss", "vq_loss"],
+    metrics = run.metrics({"loss": ["train_loss", "recon_loss", "vq_loss"],
                                    "note F1": ["val_note_f1", "val_min_note_f1", "train_note_f1"],
                                    "perplexity": ["train_perplexity", "val_perplexity"],
                                    "codes used": ["train_codes_used", "val_codes_used"]})
     if resume:
-        state = load_checkpoint(last_path, CHECKPOINT_KIND)
+        state = run.resume_state(CHECKPOINT_KIND)
         if state["corpus_hash"] != data_hash:
-            raise ConfigError(f"{last_path}: the corpus in {data.midi_dir} changed since this run started")
+            raise ConfigError(f"{run.last}: the corpus in {data.midi_dir} changed since this run started")
         model.load_state_dict(state["model"])
         trainer.load_state_dict(state["trainer"])
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best = state["epoch"], state["best_metric"]
         metrics.truncate_after(trainer.step)
-        log(f"resumed {last_path} at epoch {start_epoch}, step {trainer.step}")
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, out_dir / "config.yaml")
+        log(f"resumed {run.last} at epoch {start_epoch}, step {trainer.step}")
 
     def checkpoint(epoch: int, row: dict) -> dict:
         return {"kind": CHECKPOINT_KIND, "format": CHECKPOINT_FORMAT, "model_config": model_config.to_dict(),
                 "grid": grid.to_dict(), "model": model.state_dict(), "trainer": trainer.state_dict(),
                 "epoch": epoch, "step": trainer.step, "best_metric": best, "metrics": row,
-                "corpus_hash": data_hash, "held_out": list(data.held_out), "config": config_to_dict(config),
+                "corpus_hash": data_hash, "held_out": list(data.held_out), "config": run.config_dict,
                 "torch_rng": torch.get_rng_state()}
 
     row = {}
@@ -218,10 +209,7 @@ def train_vae(config: dict, resume: bool = False, log=print, progress: bool = Tr
         score = val["note_f1"] if val else seen_pieces.get("note_f1", -row["train_loss"])
         improved = score > best
         best = max(best, score)
-        state = checkpoint(epoch + 1, row)
-        save_checkpoint(state, last_path)
-        if improved:
-            save_checkpoint(state, best_path)
+        run.save(checkpoint(epoch + 1, row), improved)
         bar.write(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}, held-out note F1 "
                   f"{val.get('note_f1', float('nan')):.4f} (min {val.get('min_note_f1', float('nan')):.4f}), "
                   f"train-piece note F1 {seen_pieces.get('note_f1', float('nan')):.4f}, "
@@ -230,14 +218,6 @@ def train_vae(config: dict, resume: bool = False, log=print, progress: bool = Tr
         sums, seen, started = {}, 0, time.perf_counter()
     bar.close()
     return row
-
-
-def export_weights(source, destination) -> None:
-    """Keep what generation needs (weights, configs, metrics, hashes); drop optimizer state."""
-    state = load_checkpoint(source, CHECKPOINT_KIND)
-    for key in ("trainer", "torch_rng"):
-        state.pop(key, None)
-    save_checkpoint(state, destination)
 
 
 def load_vae(path, device="cpu") -> tuple:

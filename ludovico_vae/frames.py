@@ -145,6 +145,18 @@ def fit_to_keyboard(notes: Notes, mode: str = "fold") -> tuple:
     return Notes(pitch, notes.start, notes.end), count
 
 
+def shift_keys(frames: np.ndarray, semitones: int) -> np.ndarray:
+    """Transpose frames `(..., 88, T)` by `semitones`, dropping notes pushed off the keyboard."""
+    out = np.zeros_like(frames)
+    if abs(semitones) >= N_KEYS:
+        return out
+    if semitones >= 0:
+        out[..., semitones:, :] = frames[..., :N_KEYS - semitones, :]
+    else:
+        out[..., :semitones, :] = frames[..., -semitones:, :]
+    return out
+
+
 def notes_to_roll(notes: Notes, steps_per_quarter: int, n_steps: int | None = None) -> np.ndarray:
     """Notes (beats >= 0, pitches on the keyboard) -> roll `(2, 88, L)` uint8.
 

@@ -7,7 +7,8 @@ import torch
 from bachsformer.config import ConfigError, build_config
 from bachsformer.evaluate import main as evaluate_main
 from bachsformer.runtime import CheckpointError, load_checkpoint
-from bachsformer.vae_training import SECTIONS, export_weights, load_vae, train_vae
+from bachsformer.runtime import export_weights
+from bachsformer.vae_training import SECTIONS, load_vae, train_vae
 from conftest import TINY_VAE
 
 
@@ -83,7 +84,7 @@ def test_bad_configs_fail_before_training(tiny_corpus, tmp_path, extra, words):
 def test_exported_weights_load_and_reconstruct(tiny_corpus, tmp_path, capsys):
     out = tmp_path / "run"
     train_vae(_config(tiny_corpus, out, "--train.epochs=1"), log=_quiet, progress=False)
-    export_weights(out / "best.pt", tmp_path / "vae.pt")
+    export_weights(out / "best.pt", tmp_path / "vae.pt", "vae")
     assert "trainer" not in load_checkpoint(tmp_path / "vae.pt")
     model, grid, _ = load_vae(tmp_path / "vae.pt")
     assert not model.training and grid.steps_per_quarter == 24

@@ -1,0 +1,132 @@
+"""The corpus as codebook tokens: each piece encoded by a VQ-VAE checkpoint (optionally in several
+transpositions), cached on disk by the checkpoint's hash and the corpus hash, and cut into
+windows of whole frames for the transformer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ludovico_vae.dataset import default_cache_dir
+from ludovico_vae.files import atomic_write, sha256_file
+from ludovico_vae.frames import Piece, shift_keys
+
+from .reconstruction import reconstruct
+
+TOKEN_CACHE_FORMAT = 1
+FRAME_INDEX, BEAT_SLOT = 0, 1  # the two extra per-token inputs of the transformer
+SLOTS_PER_BEAT = 2  # beat position in the bar, counted in eighth notes
+
+
+@dataclass
+class TokenPiece:
+    """One piece (in one transposition) as codes, one row of indices per frame."""
+
+    name: str
+    tokens: np.ndarray  # (N, indices_per_frame) int64
+    beat_slots: np.ndarray  # (N,) int64: eighth-note slot of each frame's start in its bar
+    transpose: int = 0
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def beat_slots(beat_in_bar: np.ndarray, n_slots: int) -> np.ndarray:
+    """Eighth-note slot of each frame in its bar, the last slot standing for all later ones."""
+    return np.minimum(np.floor(beat_in_bar * SLOTS_PER_BEAT + 0.5).astype(np.int64), n_slots - 1)
+
+
+def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray) -> np.ndarray:
+    """Per-token extra inputs `(n_frames * indices_per_frame, 2)`: index within the frame, beat slot."""
+    index = np.tile(np.arange(indices_per_frame), n_frames)
+    return np.stack([index, np.repeat(slots[:n_frames], indices_per_frame)], axis=1)
+
+
+def encode_piece(model, piece: Piece, device, n_slots: int, transpose: int = 0) -> TokenPiece:
+    frames = shift_keys(piece.frames, transpose) if transpose else piece.frames
+    _, indices = reconstruct(model, frames, device)
+    _, _, beat_in_bar = piece.meter_per_frame()
+    return TokenPiece(piece.name, indices.astype(np.int64), beat_slots(beat_in_bar, n_slots), transpose)
+
+
+def _cache_path(cache_dir, vae_sha: str, corpus_key: str, transpositions, n_slots: int) -> Path:
+    spec = json.dumps({"format": TOKEN_CACHE_FORMAT, "vae": vae_sha, "corpus": corpus_key, "slots": n_slots,
+                       "transpositions": list(transpositions)}, sort_keys=True)
+    key = hashlib.sha256(spec.encode()).hexdigest()[:32]
+    return Path(cache_dir or default_cache_dir()).parent / "tokens" / f"{key}.npz"
+
+
+def encode_corpus(model, vae_path, pieces: list, corpus_key: str, device, n_slots: int, transpositions=(0,),
+                  cache_dir=None) -> list:
+    """Every piece in every transposition as tokens, from the on-disk cache when it holds them.
+
+    `corpus_key` identifies the pieces (their corpus hash); with the VAE checkpoint's own hash it
+    names the cache entry, so a retrained VAE or a changed corpus is never served stale tokens.
+    """
+    path = _cache_path(cache_dir, sha256_file(vae_path), corpus_key, transpositions, n_slots)
+    if path.exists():
+        try:
+            return _load_tokens(path)
+        except Exception:
+            path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
+    encoded = [encode_piece(model, piece, device, n_slots, t) for piece in pieces for t in transpositions]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            np.savez(f, names=np.array([p.name for p in encoded]), transpose=np.array([p.transpose for p in encoded]),
+                     lengths=np.array([len(p) for p in encoded]),
+                     tokens=np.concatenate([p.tokens for p in encoded]),
+                     slots=np.concatenate([p.beat_slots for p in encoded]))
+    except OSError:
+        pass  # an unwritable cache only costs time
+    return encoded
+
+
+def _load_tokens(path) -> list:
+    with np.load(path, allow_pickle=False) as data:
+        bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
+        return [TokenPiece(str(name), data["tokens"][a:b], data["slots"][a:b], int(t))
+                for name, t, a, b in zip(data["names"], data["transpose"], bounds[:-1], bounds[1:])]
+
+
+class TokenWindows:
+    """Windows of `frames_per_window` frames plus the next token, starting on every frame boundary.
+
+    Inputs are the window's tokens, targets the same shifted by one, so every target inside a
+    window is predicted from up to a full context of whole frames.
+    """
+
+    def __init__(self, pieces: list, frames_per_window: int):
+        self.pieces = [p for p in pieces if len(p) > frames_per_window]
+        self.frames_per_window = frames_per_window
+        self.flat = [p.tokens.reshape(-1) for p in self.pieces]
+        self.extras = [token_extras(len(p), p.tokens.shape[1], p.beat_slots) for p in self.pieces]
+        starts = [np.stack([np.full(len(p) - frames_per_window, i), np.arange(len(p) - frames_per_window)], 1)
+                  for i, p in enumerate(self.pieces)]
+        self.index = np.concatenate(starts) if starts else np.zeros((0, 2), dtype=np.int64)
+        self.indices_per_frame = self.pieces[0].tokens.shape[1] if self.pieces else 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def block_size(self) -> int:
+        return self.frames_per_window * self.indices_per_frame
+
+    def batch(self, rows) -> tuple:
+        """Windows `rows` -> (inputs (B, T), targets (B, T), extras (B, T, 2)) as torch tensors."""
+        size = self.block_size
+        x = np.empty((len(rows), size), dtype=np.int64)
+        y = np.empty((len(rows), size), dtype=np.int64)
+        e = np.empty((len(rows), size, 2), dtype=np.int64)
+        for j, (piece, frame) in enumerate(self.index[rows]):
+            start = frame * self.indices_per_frame
+            x[j] = self.flat[piece][start:start + size]
+            y[j] = self.flat[piece][start + 1:start + size + 1]
+            e[j] = self.extras[piece][start:start + size]
+        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(e)

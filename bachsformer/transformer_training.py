@@ -1,0 +1,239 @@
+"""Training the Bachsformer transformer on the codes of a VQ-VAE: the corpus encoded once (cached),
+windows of whole frames, the same held-out pieces as the VAE, bits per token on held-out and
+training pieces, atomic `last`/`best` checkpoints that name their VAE, and exact resume.
+`train_transformer.py` is its command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ludovico_vae.files import sha256_file
+from mingpt.model import GPT, GPTConfig
+from mingpt.trainer import Trainer, TrainerConfig
+
+from .config import ConfigError
+from .runtime import CheckpointError, RunFolder, load_checkpoint, resolve_device, seed_everything
+from .tokens import BEAT_SLOT, FRAME_INDEX, TokenWindows, encode_corpus, token_extras
+from .vae_training import DataConfig, load_corpus, load_vae, split_pieces
+
+CHECKPOINT_KIND = "transformer"
+CHECKPOINT_FORMAT = 1
+EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT}
+
+
+@dataclass
+class TokenDataConfig(DataConfig):
+    vae: str = "checkpoints/vae.pt"  # the VQ-VAE whose codes the transformer learns
+    frames_per_window: int = 12  # context: 12 frames x 16 indices = 192 tokens
+    transpositions: tuple[int, ...] = (-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6)  # of the training pieces
+    extra_inputs: tuple[str, ...] = ("frame_index", "beat")  # besides token position
+    beat_slots: int = 16  # eighth-note slots of the beat-position embedding (bars up to 8 beats)
+
+    def __post_init__(self):
+        if self.frames_per_window < 1:
+            raise ValueError(f"frames_per_window must be at least 1, got {self.frames_per_window}")
+        unknown = [e for e in self.extra_inputs if e not in EXTRA_INPUTS]
+        if unknown:
+            raise ValueError(f"extra_inputs: unknown {unknown}; choose from {list(EXTRA_INPUTS)}")
+        if 0 not in self.transpositions:
+            raise ValueError("transpositions must include 0 (the pieces as written)")
+        if self.beat_slots < 1:
+            raise ValueError(f"beat_slots must be at least 1, got {self.beat_slots}")
+
+
+@dataclass
+class GPTTrainConfig(TrainerConfig):
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1
+    max_steps: int = 6000
+    batch_size: int = 64
+    eval_every: int = 500  # steps between evaluations (and checkpoints)
+    monitor_pieces: int = 3  # training pieces also scored at each evaluation, to show overfitting
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    out_dir: str = "runs/transformer"
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("max_steps", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("monitor_pieces", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+
+
+SECTIONS = {"data": TokenDataConfig, "model": GPTConfig, "train": GPTTrainConfig}
+
+
+def model_config_for_data(model: GPTConfig, data: TokenDataConfig, codebook_size: int, indices_per_frame: int):
+    """Vocabulary, context and extra inputs follow the VAE and the data, never a hand-set number."""
+    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots}
+    try:
+        return dataclasses.replace(model, vocab_size=codebook_size, block_size=data.frames_per_window * indices_per_frame,
+                                   extra_vocab_sizes=tuple(sizes[e] for e in data.extra_inputs))
+    except ValueError as e:
+        raise ConfigError(f"model: {e}") from None
+
+
+def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
+    """The columns of the per-token extras `(..., 2)` the model was configured with."""
+    if not names:
+        return None
+    return extras[..., [EXTRA_INPUTS[n] for n in names]]
+
+
+@torch.no_grad()
+def piece_bits(model: GPT, piece, extra_inputs, device) -> tuple:
+    """(summed bits, token count) of one piece, every token predicted from a full sliding context."""
+    flat = torch.from_numpy(piece.tokens.reshape(1, -1)).to(device)
+    extras = torch.from_numpy(token_extras(len(piece), piece.tokens.shape[1], piece.beat_slots))[None].to(device)
+    logits = model(flat[:, :-1], targets=flat[:, 1:], extras=select_extras(extras[:, :-1], extra_inputs))["logits"]
+    nats = F.cross_entropy(logits[0], flat[0, 1:], reduction="sum")
+    return float(nats) / math.log(2), flat.shape[1] - 1
+
+
+def unigram_bits(pieces: list, vocab_size: int) -> float:
+    """Entropy in bits of the pieces' own token frequencies: the cost of knowing only those."""
+    counts = np.bincount(np.concatenate([p.tokens.reshape(-1)[1:] for p in pieces]), minlength=vocab_size)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def likelihood(model: GPT, pieces: list, extra_inputs, device) -> tuple:
+    """Per-piece bits per token and the overall figure (weighted by tokens)."""
+    was_training = model.training
+    model.eval()
+    rows, total_bits, total_tokens = [], 0.0, 0
+    for piece in pieces:
+        bits, n = piece_bits(model, piece, extra_inputs, device)
+        rows.append({"piece": piece.name, "tokens": n, "bits_per_token": bits / n,
+                     "unigram_bits_per_token": unigram_bits([piece], model.config.vocab_size)})
+        total_bits, total_tokens = total_bits + bits, total_tokens + n
+    model.train(was_training)
+    return rows, (total_bits / total_tokens if total_tokens else float("nan"))
+
+
+def load_token_corpus(data: TokenDataConfig, device, log=print) -> dict:
+    """The VAE, the corpus as tokens, and its split: what training and evaluation need."""
+    vae, grid, vae_state = load_vae(data.vae, device)
+    pieces, corpus_key = load_corpus(data, grid, log)
+    tokens = encode_corpus(vae, data.vae, pieces, corpus_key, device, data.beat_slots,
+                           data.transpositions, data.cache_dir)
+    train_names = {p.name for p in split_pieces(pieces, data.held_out)[0]}
+    return {"vae": vae, "vae_state": vae_state, "grid": grid, "corpus_hash": corpus_key,
+            "vae_sha256": sha256_file(data.vae),
+            "train": [t for t in tokens if t.name in train_names],
+            "held_out": [t for t in tokens if t.name not in train_names and t.transpose == 0],
+            "train_as_written": [t for t in tokens if t.name in train_names and t.transpose == 0]}
+
+
+def train_transformer(config: dict, resume: bool = False, log=print, progress: bool = True, on_step=None) -> dict:
+    """Train (or resume) the transformer as `config` says; returns the last evaluation's metrics."""
+    data, train = config["data"], config["train"]
+    run = RunFolder(train.out_dir, resume, config)
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    device = resolve_device(train.device)
+    seed_everything(train.seed)
+    corpus = load_token_corpus(data, device, log)
+    vae_config = corpus["vae"].config
+    model_config = model_config_for_data(config["model"], data, vae_config.codebook_size, vae_config.n_indices)
+    windows = TokenWindows(corpus["train"], data.frames_per_window)
+    if not len(windows):
+        raise ConfigError(f"data: no training piece is longer than {data.frames_per_window} frames")
+    monitor = corpus["train_as_written"][::max(1, len(corpus["train_as_written"]) // max(1, train.monitor_pieces))]
+    monitor = monitor[:train.monitor_pieces]
+    log(f"{len(corpus['train_as_written'])} training pieces x {len(data.transpositions)} transpositions = "
+        f"{len(windows)} windows of {windows.block_size} tokens; {len(corpus['held_out'])} held out; device {device}")
+
+    model = GPT(model_config).to(device)
+    trainer = Trainer(model, train, train.max_steps, device)
+    if on_step is not None:
+        trainer.add_callback("on_batch_end", lambda t, **_: on_step(t))
+    metrics = run.metrics({"bits per token": ["train_bits", "monitor_bits", "val_bits", "val_unigram_bits"],
+                           "learning rate": ["lr"]})
+    best = float("inf")
+    if resume:
+        state = run.resume_state(CHECKPOINT_KIND)
+        if state["vae_sha256"] != corpus["vae_sha256"] or state["corpus_hash"] != corpus["corpus_hash"]:
+            raise ConfigError(f"{run.last}: the VAE or the corpus changed since this run started")
+        model.load_state_dict(state["model"])
+        trainer.load_state_dict(state["trainer"])
+        torch.set_rng_state(state["torch_rng"])
+        best = state["best_metric"]
+        metrics.truncate_after(trainer.step)
+        log(f"resumed {run.last} at step {trainer.step}")
+    val_unigram = unigram_bits(corpus["held_out"], model_config.vocab_size) if corpus["held_out"] else float("nan")
+
+    def batch_for(step: int) -> tuple:
+        """The batch of a step depends on the seed and the step alone, so a resumed run sees the same data."""
+        per_epoch = len(windows) // train.batch_size or 1
+        epoch, offset = divmod(step, per_epoch)
+        order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(train.seed * 1_000_003 + epoch))
+        rows = order[offset * train.batch_size:(offset + 1) * train.batch_size].numpy()
+        x, y, e = windows.batch(rows)
+        return x.to(device), y.to(device), select_extras(e, data.extra_inputs)
+
+    row, loss_sum, loss_n, started = {}, 0.0, 0, time.perf_counter()
+    bar = tqdm(total=train.max_steps, initial=trainer.step, disable=not progress, desc="transformer",
+               unit="step", dynamic_ncols=True)
+    while trainer.step < train.max_steps:
+        x, y, e = batch_for(trainer.step)
+        e = None if e is None else e.to(device)
+        result = trainer.train_step(x, y, e)
+        loss_sum, loss_n = loss_sum + result["loss"], loss_n + 1
+        bar.update(1)
+        bar.set_postfix(bits=f"{result['loss'] / math.log(2):.3f}", refresh=False)
+        if trainer.step % train.eval_every and trainer.step != train.max_steps:
+            continue
+        elapsed = time.perf_counter() - started
+        _, val_bits = likelihood(model, corpus["held_out"], data.extra_inputs, device)
+        _, monitor_bits = likelihood(model, monitor, data.extra_inputs, device)
+        row = {"step": trainer.step, "lr": trainer.lr, "train_bits": loss_sum / loss_n / math.log(2),
+               "monitor_bits": monitor_bits, "val_bits": val_bits, "val_unigram_bits": val_unigram,
+               "tokens_per_s": loss_n * train.batch_size * windows.block_size / elapsed, "elapsed_s": elapsed}
+        metrics.append(row)
+        score = val_bits if corpus["held_out"] else monitor_bits
+        improved = score < best
+        best = min(best, score)
+        state = {"kind": CHECKPOINT_KIND, "format": CHECKPOINT_FORMAT, "model_config": model_config.to_dict(),
+                 "model": model.state_dict(), "trainer": trainer.state_dict(), "step": trainer.step,
+                 "best_metric": best, "metrics": row, "extra_inputs": list(data.extra_inputs),
+                 "beat_slots": data.beat_slots, "frames_per_window": data.frames_per_window,
+                 "vae_sha256": corpus["vae_sha256"], "vae_model_config": vae_config.to_dict(),
+                 "grid": corpus["grid"].to_dict(), "corpus_hash": corpus["corpus_hash"],
+                 "held_out": list(data.held_out), "config": run.config_dict, "torch_rng": torch.get_rng_state()}
+        run.save(state, improved)
+        bar.write(f"step {trainer.step}: train {row['train_bits']:.3f}, training pieces {monitor_bits:.3f}, "
+                  f"held-out {val_bits:.3f} bits/token (unigram {val_unigram:.3f}), "
+                  f"{row['tokens_per_s']:.0f} tokens/s{' *' if improved else ''}")
+        loss_sum, loss_n, started = 0.0, 0, time.perf_counter()
+    bar.close()
+    return row
+
+
+def load_transformer(path, vae_path=None, device="cpu") -> tuple:
+    """The transformer of a checkpoint on `device`, in eval mode; refuses a VAE it was not trained with."""
+    state = load_checkpoint(path, CHECKPOINT_KIND)
+    if vae_path is not None and sha256_file(vae_path) != state["vae_sha256"]:
+        raise CheckpointError(path, f"was trained on the codes of another VQ-VAE than {vae_path} "
+                                    "(its vae_sha256 differs); use the VAE it names or retrain")
+    try:
+        model = GPT(GPTConfig.from_dict(state["model_config"]))
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(path, f"does not hold a transformer this version can build ({first[:200]})") from None
+    return model.to(device).eval(), state
