@@ -2,6 +2,8 @@
 
     roundtrip DIR                 frame-format fidelity per file (onset F1, note F1)
     reconstruct --vae CKPT DIR    VQ-VAE reconstruction per file (F1s, cell F1, codes used, perplexity)
+    likelihood --checkpoint-dir DIR --midi DIR
+                                  transformer bits per token per piece, beside the unigram entropy
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from .cli import CommandError, CommandParser, format_table, run_main, write_json
 from .corpus import add_roundtrip_arguments, midi_files, progress, relative_label
 from .reconstruction import codebook_stats, piece_metrics, reconstruct
 from .runtime import refuse_overwrite, resolve_device
+from .tokens import encode_piece
+from .transformer_training import likelihood, load_pair, unigram_bits
 from .vae_training import load_vae
 
 PROG = "bachsformer.evaluate"
@@ -82,6 +86,38 @@ def run_reconstruct(args) -> int:
     return 0
 
 
+def run_likelihood(args) -> int:
+    device = resolve_device(args.device)
+    pair = load_pair(args.checkpoint_dir, device)
+    state, grid = pair["state"], pair["grid"]
+    files, root = midi_files(args.midi)
+    pieces, rows = [], []
+    for path in progress(files, "likelihood"):
+        try:
+            piece = score_to_piece(read_midi(path), grid)
+        except MidiError as e:
+            rows.append({"piece": relative_label(path, root), "error": e.reason})
+            continue
+        pieces.append(encode_piece(pair["vae"], piece, device, state["beat_slots"]))
+    if not pieces:
+        raise CommandError(f"{args.midi}: no MIDI file could be encoded")
+    scored, overall = likelihood(pair["transformer"], pieces, state["extra_inputs"], device)
+    unigram = unigram_bits(pieces, pair["transformer"].config.vocab_size)
+    table = [[r["piece"], str(r["tokens"]), f"{r['bits_per_token']:.3f}", f"{r['unigram_bits_per_token']:.3f}",
+              f"{r['bits_per_token'] / r['unigram_bits_per_token']:.2f}"] for r in scored]
+    table += [[r["piece"], "-", "-", "-", f"ERROR: {r['error']}"] for r in rows]
+    table.append(["all", str(sum(r["tokens"] for r in scored)), f"{overall:.3f}", f"{unigram:.3f}",
+                  f"{overall / unigram:.2f}"])
+    print(format_table(["piece", "tokens", "bits/token", "unigram", "ratio"], table, right={1, 2, 3, 4}))
+    print(f"{len(scored)} pieces: {overall:.3f} bits per token against a unigram entropy of {unigram:.3f} "
+          f"(ratio {overall / unigram:.2f}); transformer step {state.get('step', '?')}")
+    if args.json:
+        write_json(args.json, {"command": "likelihood", "checkpoint_dir": str(args.checkpoint_dir),
+                               "midi": str(args.midi), "bits_per_token": overall,
+                               "unigram_bits_per_token": unigram, "pieces": scored + rows})
+    return 0
+
+
 def build_parser() -> CommandParser:
     parser = CommandParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -95,6 +131,13 @@ def build_parser() -> CommandParser:
     rec.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     rec.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     rec.set_defaults(run=run_reconstruct)
+
+    lik = commands.add_parser("likelihood", help="transformer bits per token per piece")
+    lik.add_argument("--checkpoint-dir", default="checkpoints", help="holds vae.pt and transformer.pt")
+    lik.add_argument("--midi", required=True, metavar="DIR", help="a folder of MIDI files (or one file)")
+    lik.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    lik.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    lik.set_defaults(run=run_likelihood)
     return parser
 
 

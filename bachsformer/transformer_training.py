@@ -9,6 +9,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -237,3 +238,25 @@ def load_transformer(path, vae_path=None, device="cpu") -> tuple:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(path, f"does not hold a transformer this version can build ({first[:200]})") from None
     return model.to(device).eval(), state
+
+
+VAE_FILE, TRANSFORMER_FILE = "vae.pt", "transformer.pt"
+
+
+def load_pair(checkpoint_dir, device="cpu") -> dict:
+    """The VQ-VAE and the transformer of a checkpoint folder (`vae.pt`, `transformer.pt`).
+
+    The pair must belong together: the transformer names the hash of the VAE whose codes it
+    learned, and any other VAE is refused rather than decoded into noise.
+    """
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        raise CheckpointError(folder, "no such checkpoint folder")
+    vae_path, transformer_path = folder / VAE_FILE, folder / TRANSFORMER_FILE
+    for path in (vae_path, transformer_path):
+        if not path.exists():
+            raise CheckpointError(path, "missing: train one (train_vq_vae.py, train_transformer.py) "
+                                        "and export it here with --export")
+    vae, grid, vae_state = load_vae(vae_path, device)
+    transformer, state = load_transformer(transformer_path, vae_path, device)
+    return {"vae": vae, "grid": grid, "vae_state": vae_state, "transformer": transformer, "state": state}

@@ -138,3 +138,24 @@ def tiny_corpus(tmp_path_factory) -> Path:
             notes.append(N(root - 12, beat, beat + 1))
         write_midi(folder / f"p{k}.mid", notes)
     return folder
+
+
+TINY_GPT = ["--model.n_layer=1", "--model.n_head=2", "--model.n_embd=16", "--data.frames_per_window=4",
+            "--data.transpositions=[0, 2]"]
+
+
+@pytest.fixture(scope="session")
+def tiny_vae(tiny_corpus, tmp_path_factory) -> Path:
+    """A VQ-VAE trained for one epoch on the tiny corpus, exported as a bundled checkpoint would be."""
+    from bachsformer.config import build_config
+    from bachsformer.runtime import export_weights
+    from bachsformer.vae_training import SECTIONS, train_vae
+
+    folder = tmp_path_factory.mktemp("tiny-vae")
+    config = build_config(SECTIONS, overrides=[
+        f"--data.midi_dir={tiny_corpus}", "--data.held_out=[p3]", f"--data.cache_dir={folder / 'cache'}",
+        f"--train.out_dir={folder / 'run'}", "--train.epochs=1", "--train.batch_size=16", "--train.threads=1",
+        "--train.monitor_pieces=0", *TINY_VAE])
+    train_vae(config, log=lambda *_: None, progress=False)
+    export_weights(folder / "run" / "best.pt", folder / "vae.pt", "vae")
+    return folder / "vae.pt"

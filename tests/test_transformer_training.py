@@ -1,0 +1,122 @@
+"""The transformer stage end to end on a tiny corpus: tokens, windows, training, resume, pairing."""
+import csv
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from bachsformer import tokens as tokens_module
+from bachsformer.config import ConfigError, build_config
+from bachsformer.evaluate import main as evaluate_main
+from bachsformer.runtime import CheckpointError, export_weights, load_checkpoint
+from bachsformer.tokens import TokenPiece, TokenWindows, beat_slots, token_extras
+from ludovico_vae.files import sha256_file
+from bachsformer.transformer_training import SECTIONS, load_pair, load_transformer, train_transformer
+from conftest import TINY_GPT
+
+
+def _config(corpus, vae, out_dir, *extra):
+    return build_config(SECTIONS, overrides=[
+        f"--data.midi_dir={corpus}", f"--data.vae={vae}", "--data.held_out=[p3]",
+        f"--data.cache_dir={out_dir.parent / 'cache'}", f"--train.out_dir={out_dir}", "--train.max_steps=6",
+        "--train.eval_every=3", "--train.batch_size=8", "--train.warmup_steps=2", "--train.threads=1",
+        "--train.monitor_pieces=1", *TINY_GPT, *extra])
+
+
+def _quiet(*_):
+    pass
+
+
+def test_windows_are_whole_frames_with_targets_shifted_by_one():
+    pieces = [TokenPiece("a", np.arange(6 * 4).reshape(6, 4), np.array([0, 2, 4, 6, 0, 2]))]
+    windows = TokenWindows(pieces, frames_per_window=2)
+    assert len(windows) == 4 and windows.block_size == 8
+    x, y, e = windows.batch(np.array([1]))
+    assert x[0].tolist() == list(range(4, 12)) and y[0].tolist() == list(range(5, 13))
+    assert e[0, :, 0].tolist() == [0, 1, 2, 3] * 2
+    assert e[0, :, 1].tolist() == [2] * 4 + [4] * 4
+
+
+def test_beat_slots_count_eighths_and_cap_long_bars():
+    assert beat_slots(np.array([0.0, 0.5, 1.0, 3.5, 9.0]), 16).tolist() == [0, 1, 2, 7, 15]
+    assert token_extras(2, 3, np.array([0, 4])).tolist() == [[0, 0], [1, 0], [2, 0], [0, 4], [1, 4], [2, 4]]
+
+
+def test_training_records_bits_and_names_its_vae(tiny_corpus, tiny_vae, tmp_path):
+    out = tmp_path / "run"
+    row = train_transformer(_config(tiny_corpus, tiny_vae, out), log=_quiet, progress=False)
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [3, 6] and (out / "metrics.png").exists()
+    assert row["val_bits"] > 0 and row["val_unigram_bits"] > 0
+    state = load_checkpoint(out / "last.pt", "transformer")
+    assert state["model_config"]["vocab_size"] == 8 and state["model_config"]["block_size"] == 4 * 16
+    assert list(state["model_config"]["extra_vocab_sizes"]) == [16, 16]
+    assert state["vae_sha256"] == sha256_file(tiny_vae)
+
+
+def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tiny_vae, tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train_transformer(_config(tiny_corpus, tiny_vae, straight), log=_quiet, progress=False)
+
+    def stop(trainer):
+        if trainer.step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_transformer(_config(tiny_corpus, tiny_vae, interrupted), log=_quiet, progress=False, on_step=stop)
+    train_transformer(_config(tiny_corpus, tiny_vae, interrupted), resume=True, log=_quiet, progress=False)
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(interrupted / "last.pt")
+    assert a["step"] == b["step"] == 6
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+@pytest.mark.parametrize("extra_inputs, sizes", [("[]", []), ("[frame_index]", [16]), ("[beat]", [16])])
+def test_extra_inputs_are_configurable(tiny_corpus, tiny_vae, tmp_path, extra_inputs, sizes):
+    out = tmp_path / "run"
+    train_transformer(_config(tiny_corpus, tiny_vae, out, f"--data.extra_inputs={extra_inputs}",
+                              "--train.max_steps=1"), log=_quiet, progress=False)
+    assert list(load_checkpoint(out / "last.pt")["model_config"]["extra_vocab_sizes"]) == sizes
+
+
+def test_token_cache_is_reused(tiny_corpus, tiny_vae, tmp_path, monkeypatch):
+    train_transformer(_config(tiny_corpus, tiny_vae, tmp_path / "a", "--train.max_steps=1"), log=_quiet,
+                      progress=False)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the corpus was encoded again")
+
+    monkeypatch.setattr(tokens_module, "encode_piece", no_encoding)
+    train_transformer(_config(tiny_corpus, tiny_vae, tmp_path / "b", "--train.max_steps=1"), log=_quiet,
+                      progress=False)
+
+
+def test_a_pair_loads_and_a_foreign_vae_is_refused(tiny_corpus, tiny_vae, tmp_path, capsys):
+    out = tmp_path / "run"
+    train_transformer(_config(tiny_corpus, tiny_vae, out, "--train.max_steps=3"), log=_quiet, progress=False)
+    pair_dir = tmp_path / "checkpoints"
+    pair_dir.mkdir()
+    shutil.copy(tiny_vae, pair_dir / "vae.pt")
+    export_weights(out / "best.pt", pair_dir / "transformer.pt", "transformer")
+    pair = load_pair(pair_dir)
+    assert not pair["transformer"].training and pair["grid"].steps_per_quarter == 24
+
+    assert evaluate_main(["likelihood", "--checkpoint-dir", str(pair_dir), "--midi", str(tiny_corpus),
+                          "--json", str(tmp_path / "l.json")]) == 0
+    assert "bits/token" in capsys.readouterr().out
+
+    other = load_checkpoint(tiny_vae)
+    other["corpus_hash"] = "another"
+    torch.save(other, pair_dir / "vae.pt")
+    with pytest.raises(CheckpointError, match="another VQ-VAE"):
+        load_transformer(pair_dir / "transformer.pt", pair_dir / "vae.pt")
+    (pair_dir / "vae.pt").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_pair(pair_dir)
+
+
+def test_transpositions_must_include_the_pieces_as_written(tiny_corpus, tiny_vae, tmp_path):
+    with pytest.raises(ConfigError, match="transpositions"):
+        _config(tiny_corpus, tiny_vae, tmp_path / "run", "--data.transpositions=[1, 2]")
