@@ -1,16 +1,129 @@
-"""Write a new piece in the style of Bach with the weights bundled in checkpoints/."""
+"""Write a new piece in the style of Bach with the weights in checkpoints/.
+
+    python generate.py                                  # 32 bars, seed 0, into generated/
+    python generate.py --bars 16 --seed 7 --temperature 0.9 --top-p 0.95 --num-samples 4
+    python generate.py --prompt my_theme.mid --prompt-bars 4 --bars 16 --png
+"""
 import sys
 from pathlib import Path
 
-CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+from bachsformer.cli import CommandError, CommandParser, run_main
+
+PROG = "generate.py"
+ROOT = Path(__file__).resolve().parent
 
 
-def main() -> int:
-    if not (CHECKPOINTS / "vae.pt").exists() or not (CHECKPOINTS / "transformer.pt").exists():
-        print(f"generate.py: no trained weights in {CHECKPOINTS.name}/ yet: the VQ-VAE and the transformer "
-              "are trained by train_vq_vae.py and train_transformer.py (not written yet)", file=sys.stderr)
-        return 2
-    raise SystemExit("generate.py: generation is not written yet")
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CommandError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise CommandError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _meter(text: str) -> tuple:
+    try:
+        num, den = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise CommandError(f"--meter: expected N/D such as 3/4, got {text!r}") from None
+    if num < 1 or den not in (1, 2, 4, 8, 16, 32):
+        raise CommandError(f"--meter: {text} is not a time signature")
+    return num, den
+
+
+def output_paths(args, names: list) -> list:
+    """Where each sample goes: `--out` (a file for one sample, a folder for several), else generated/."""
+    if args.out and len(names) == 1 and Path(args.out).suffix.lower() in (".mid", ".midi"):
+        paths = [Path(args.out)]
+    else:
+        folder = Path(args.out) if args.out else Path("generated")
+        paths = [folder / name for name in names]
+    for path in paths:
+        if path.exists() and not args.force:
+            raise CommandError(f"{path}: already exists; pass --force to replace it, or choose --seed or --out")
+    return paths
+
+
+def sample_names(args) -> list:
+    settings = [f"seed{args.seed}", f"{args.bars}bars", f"t{args.temperature:g}"]
+    settings += [f"k{args.top_k}"] if args.top_k else []
+    settings += [f"p{args.top_p:g}"] if args.top_p else []
+    settings += [f"transpose{args.transpose:+d}"] if args.transpose else []
+    stem = "-".join(([Path(args.prompt).stem] if args.prompt else ["bachsformer"]) + settings)
+    if args.num_samples == 1:
+        return [f"{stem}.mid"]
+    return [f"{stem}-{i + 1}of{args.num_samples}.mid" for i in range(args.num_samples)]
+
+
+def run(args) -> None:
+    from bachsformer.generation import Bachsformer
+    from ludovico_vae.files import atomic_write
+
+    if args.temperature <= 0:
+        raise CommandError(f"--temperature must be positive, got {args.temperature:g}")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise CommandError(f"--top-p must lie in (0, 1], got {args.top_p:g}")
+    if args.bpm is not None and not 1 <= args.bpm <= 1000:
+        raise CommandError(f"--bpm must lie between 1 and 1000, got {args.bpm:g}")
+    if not 0 <= args.program <= 127:
+        raise CommandError(f"--program must be a General MIDI program 0-127, got {args.program}")
+    if not -48 <= args.transpose <= 48:
+        raise CommandError(f"--transpose must lie between -48 and 48 semitones, got {args.transpose}")
+    paths = output_paths(args, sample_names(args))
+    model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device)
+    prompt = None
+    if args.prompt:
+        from ludovico_vae.frames import score_to_piece
+        from ludovico_vae.midi import read_midi
+        prompt = score_to_piece(read_midi(args.prompt), model.grid)
+    pieces = model.generate(bars=args.bars, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, num_samples=args.num_samples, meter=args.meter, qpm=args.bpm,
+                            prompt=prompt, prompt_bars=args.prompt_bars, transpose=args.transpose,
+                            program=args.program)
+    for piece, path in zip(pieces, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            piece.midi.write(f)
+        print(path)
+        if args.png:
+            from bachsformer.plots import piano_roll_png
+            piano_roll_png(piece.frames, piece.prompt_frames, model.grid, path.with_suffix(".png"))
+            print(path.with_suffix(".png"))
+        if args.wav:
+            from bachsformer.audio import write_wav
+            write_wav(piece.midi, path.with_suffix(".wav"), args.soundfont)
+            print(path.with_suffix(".wav"))
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=_positive_int, default=32, help="bars to write (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed and options give the same MIDI")
+    parser.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is safer (default: %(default)s)")
+    parser.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest codes only")
+    parser.add_argument("--top-p", type=float, help="sample among the likeliest codes holding this probability")
+    parser.add_argument("--num-samples", type=_positive_int, default=1, help="pieces written in one batch")
+    parser.add_argument("--meter", type=_meter, help="time signature such as 3/4 (default: the corpus' most common)")
+    parser.add_argument("--bpm", type=float, help="quarter notes per minute (default: the corpus' median tempo)")
+    parser.add_argument("--transpose", type=int, default=0, help="semitones to shift the output by")
+    parser.add_argument("--program", type=int, default=6, help="General MIDI program, 0-based (6: harpsichord, 0: piano)")
+    parser.add_argument("--prompt", metavar="FILE.mid", help="continue this piece")
+    parser.add_argument("--prompt-bars", type=_positive_int, help="use only the prompt's last N bars")
+    parser.add_argument("--out", help="a .mid file for one sample, or a folder (default: generated/)")
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+    parser.add_argument("--png", action="store_true", help="also draw the piano roll as PNG")
+    parser.add_argument("--wav", action="store_true", help="also render audio (needs the [audio] extra and a SoundFont)")
+    parser.add_argument("--soundfont", help="SoundFont (.sf2) for --wav")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--checkpoint-dir", default=str(ROOT / "checkpoints"), help="holds vae.pt and transformer.pt")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def main(argv=None) -> int:
+    return run_main(PROG, build_parser, argv)
 
 
 if __name__ == "__main__":

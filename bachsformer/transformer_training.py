@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,12 +133,24 @@ def load_token_corpus(data: TokenDataConfig, device, log=print) -> dict:
     pieces, corpus_key = load_corpus(data, grid, log)
     tokens = encode_corpus(vae, data.vae, pieces, corpus_key, device, data.beat_slots,
                            data.transpositions, data.cache_dir)
-    train_names = {p.name for p in split_pieces(pieces, data.held_out)[0]}
-    return {"vae": vae, "vae_state": vae_state, "grid": grid, "corpus_hash": corpus_key,
+    train_pieces = split_pieces(pieces, data.held_out)[0]
+    train_names = {p.name for p in train_pieces}
+    return {"vae": vae, "style": corpus_style(train_pieces), "vae_state": vae_state, "grid": grid,
+            "corpus_hash": corpus_key,
             "vae_sha256": sha256_file(data.vae),
             "train": [t for t in tokens if t.name in train_names],
             "held_out": [t for t in tokens if t.name not in train_names and t.transpose == 0],
             "train_as_written": [t for t in tokens if t.name in train_names and t.transpose == 0]}
+
+
+def corpus_style(pieces: list) -> dict:
+    """The meter most frames are in and the median tempo: what generation defaults to."""
+    meters = Counter()
+    for piece in pieces:
+        numerators, denominators, _ = piece.meter_per_frame()
+        meters.update(zip(numerators.tolist(), denominators.tolist()))
+    (numerator, denominator), _ = meters.most_common(1)[0]
+    return {"meter": [numerator, denominator], "qpm": float(np.median([p.tempos[0][1] for p in pieces]))}
 
 
 def train_transformer(config: dict, resume: bool = False, log=print, progress: bool = True, on_step=None) -> dict:
@@ -215,7 +228,8 @@ def train_transformer(config: dict, resume: bool = False, log=print, progress: b
                  "beat_slots": data.beat_slots, "frames_per_window": data.frames_per_window,
                  "vae_sha256": corpus["vae_sha256"], "vae_model_config": vae_config.to_dict(),
                  "grid": corpus["grid"].to_dict(), "corpus_hash": corpus["corpus_hash"],
-                 "held_out": list(data.held_out), "config": run.config_dict, "torch_rng": torch.get_rng_state()}
+                 "held_out": list(data.held_out), "style": corpus["style"], "config": run.config_dict,
+                 "torch_rng": torch.get_rng_state()}
         run.save(state, improved)
         bar.write(f"step {trainer.step}: train {row['train_bits']:.3f}, training pieces {monitor_bits:.3f}, "
                   f"held-out {val_bits:.3f} bits/token (unigram {val_unigram:.3f}), "

@@ -159,3 +159,23 @@ def tiny_vae(tiny_corpus, tmp_path_factory) -> Path:
     train_vae(config, log=lambda *_: None, progress=False)
     export_weights(folder / "run" / "best.pt", folder / "vae.pt", "vae")
     return folder / "vae.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
+    """A checkpoint folder (vae.pt, transformer.pt) of tiny models, laid out as checkpoints/ is."""
+    import shutil
+
+    from bachsformer.config import build_config
+    from bachsformer.runtime import export_weights
+    from bachsformer.transformer_training import SECTIONS, train_transformer
+
+    folder = tmp_path_factory.mktemp("tiny-pair")
+    config = build_config(SECTIONS, overrides=[
+        f"--data.midi_dir={tiny_corpus}", f"--data.vae={tiny_vae}", "--data.held_out=[p3]",
+        f"--data.cache_dir={folder / 'cache'}", f"--train.out_dir={folder / 'run'}", "--train.max_steps=4",
+        "--train.eval_every=4", "--train.batch_size=8", "--train.threads=1", *TINY_GPT])
+    train_transformer(config, log=lambda *_: None, progress=False)
+    shutil.copy(tiny_vae, folder / "vae.pt")
+    export_weights(folder / "run" / "best.pt", folder / "transformer.pt", "transformer")
+    return folder

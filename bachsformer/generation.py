@@ -1,0 +1,141 @@
+"""New pieces from a trained pair: the transformer samples codes frame after frame, the VQ-VAE
+decodes them, and the frames become MIDI with real bar lines and tempo.
+
+    from bachsformer.generation import Bachsformer
+    piece = Bachsformer.from_checkpoints("checkpoints/").generate(bars=32, seed=0)
+    piece.midi.write("new.mid")
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pretty_midi
+import torch
+
+from ludovico_vae.frames import Piece, meter_per_frame, shift_keys
+from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, score_to_midi
+
+from .runtime import resolve_device
+from .tokens import beat_slots, token_extras
+from .transformer_training import load_pair, select_extras
+
+MAX_BARS = 10_000
+
+
+@dataclass
+class Generated:
+    """One generated piece: the MIDI, and the frames and tokens it was made from."""
+
+    midi: pretty_midi.PrettyMIDI
+    frames: np.ndarray  # (N, 2, 88, T) uint8, the prompt's frames first
+    tokens: np.ndarray  # (N_generated * indices_per_frame,) codes of the generated frames
+    prompt_frames: int  # how many of the frames are the prompt's
+
+
+class Bachsformer:
+    """A VQ-VAE and the transformer trained on its codes, ready to write music."""
+
+    def __init__(self, pair: dict, device):
+        self.vae, self.transformer, self.grid = pair["vae"], pair["transformer"], pair["grid"]
+        self.state, self.device = pair["state"], device
+        self.indices_per_frame = self.vae.config.n_indices
+        self.extra_inputs = self.state["extra_inputs"]
+        self.n_slots = self.state["beat_slots"]
+        style = self.state.get("style", {})
+        self.meter = tuple(style.get("meter", (4, 4)))
+        self.qpm = float(style.get("qpm", 100.0))
+
+    @classmethod
+    def from_checkpoints(cls, checkpoint_dir="checkpoints", device: str = "auto") -> "Bachsformer":
+        device = resolve_device(device)
+        return cls(load_pair(checkpoint_dir, device), device)
+
+    def _silence(self) -> torch.Tensor:
+        """The codes of an empty frame: the prompt of a piece that starts from nothing."""
+        empty = torch.zeros((1, *self.grid.frame_shape), device=self.device)
+        return self.vae.encode_indices(empty)[0]
+
+    def _extras(self, n_frames: int, slots: np.ndarray, batch: int) -> torch.Tensor | None:
+        extras = torch.from_numpy(token_extras(n_frames, self.indices_per_frame, slots))
+        extras = select_extras(extras, self.extra_inputs)
+        return None if extras is None else extras[None].expand(batch, -1, -1).to(self.device)
+
+    def generate(self, bars: int = 32, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, num_samples: int = 1, meter: tuple | None = None,
+                 qpm: float | None = None, prompt: Piece | None = None, prompt_bars: int | None = None,
+                 transpose: int = 0, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY) -> list:
+        """`num_samples` new pieces of `bars` bars (after the prompt, if one is given), as `Generated`.
+
+        Without a prompt a piece starts from the codes of one silent frame placed just before a
+        downbeat, which is then dropped. With a prompt, its last `prompt_bars` bars (all, if None)
+        are the context and the output holds those frames unchanged, then the continuation.
+        The same seed and options give the same tokens and so the same MIDI.
+        """
+        if not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
+            raise ValueError(f"bars must be an integer from 1 to {MAX_BARS}, got {bars!r}")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num samples must be a positive integer, got {num_samples!r}")
+        if prompt is not None and prompt_bars is not None and prompt_bars < 1:
+            raise ValueError(f"prompt bars must be a positive integer, got {prompt_bars!r}")
+        if prompt is not None:
+            context, signatures, tempos, lead_in = self._prompt_context(prompt, prompt_bars)
+        else:
+            num, den = meter or self.meter
+            signatures, tempos = [(0.0, num, den)], [(0.0, qpm or self.qpm)]
+            context, lead_in = None, 1.0  # the silent frame sits on the last beat before bar 1
+        if qpm is not None:
+            tempos = [(0.0, float(qpm))]
+        num, den = signatures[-1][1:]
+        n_prompt = 0 if context is None else len(context)
+        n_new = math.ceil(bars * num * 4 / den - 1e-9)
+        starts = np.arange(n_prompt + n_new + (context is None), dtype=np.float64) - lead_in
+        _, _, beat_in_bar = meter_per_frame(signatures, starts)
+        slots = beat_slots(beat_in_bar, self.n_slots)
+
+        if context is None:
+            first = self._silence()[None]  # (1, 16)
+        else:
+            first = self.vae.encode_indices(torch.from_numpy(context).float().to(self.device))
+        prompt_tokens = first.reshape(1, -1).expand(num_samples, -1)
+        n_context_frames = len(first)
+        extras = self._extras(n_context_frames + n_new, slots[-(n_context_frames + n_new):], num_samples)
+        generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        out = self.transformer.generate(prompt_tokens, n_new * self.indices_per_frame, temperature=temperature,
+                                        top_k=top_k, top_p=top_p, generator=generator, extras=extras)
+        new_tokens = out[:, prompt_tokens.shape[1]:]  # (num_samples, n_new * 16)
+        decoded = self.vae.decode_indices(new_tokens.reshape(-1, self.indices_per_frame), binary=True)
+        decoded = decoded.to("cpu", torch.uint8).numpy().reshape(num_samples, n_new, *self.grid.frame_shape)
+
+        results = []
+        for i in range(num_samples):
+            frames = decoded[i] if context is None else np.concatenate([context, decoded[i]])
+            if transpose:
+                frames = shift_keys(frames, transpose)
+            piece_lead_in = 0.0 if context is None else lead_in
+            piece = Piece(frames, self.grid, piece_lead_in, tempos, signatures, "bachsformer")
+            midi = score_to_midi(piece.score(), program=program, velocity=velocity)
+            results.append(Generated(midi, frames, new_tokens[i].cpu().numpy(), n_prompt))
+        return results
+
+    def _prompt_context(self, prompt: Piece, prompt_bars: int | None) -> tuple:
+        """The prompt's last bars as frames, with the meter, tempo and lead-in that place them."""
+        if prompt.grid != self.grid:
+            raise ValueError(f"the prompt was cut on grid {prompt.grid}, the VAE on {self.grid}")
+        frames, lead_in = prompt.frames, prompt.lead_in
+        signatures, tempos = list(prompt.time_signatures), list(prompt.tempos)
+        if prompt_bars is not None:
+            num, den = prompt.time_signatures[-1][1:]
+            keep = min(len(frames), math.ceil(prompt_bars * num * 4 / den - 1e-9))
+            origin = len(frames) - keep - lead_in  # source beat where the kept frames begin
+            frames, lead_in = frames[len(frames) - keep:], 0.0
+            signatures, tempos = _rebase(signatures, origin), _rebase(tempos, origin)
+        return frames, signatures, tempos, lead_in
+
+
+def _rebase(events: list, origin: float) -> list:
+    """Events `(beat, ...)` seen from `origin`: the one in force there moves to 0, earlier ones go."""
+    in_force = [e for e in events if e[0] <= origin]
+    later = [(e[0] - origin, *e[1:]) for e in events if e[0] > origin]
+    return ([(0.0, *in_force[-1][1:])] if in_force else []) + later

@@ -1,0 +1,122 @@
+"""Generation from a trained pair: the API, the command line, prompts, determinism, bad input."""
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bachsformer.generation import Bachsformer
+from conftest import write_midi
+from ludovico_vae.frames import score_to_piece
+from ludovico_vae.midi import read_midi
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import generate  # noqa: E402
+
+
+def _bytes(midi) -> bytes:
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_pair):
+    torch.set_num_threads(1)
+    return Bachsformer.from_checkpoints(tiny_pair, "cpu")
+
+
+@pytest.mark.parametrize("meter, frames", [((3, 4), 6), ((4, 4), 8), ((6, 8), 6), ((3, 8), 3)])
+def test_a_piece_has_the_bars_and_meter_asked_for(model, meter, frames):
+    piece = model.generate(bars=2, seed=1, meter=meter, qpm=90)[0]
+    assert piece.frames.shape == (frames, 2, 88, 24) and piece.prompt_frames == 0
+    assert len(piece.tokens) == frames * 16
+    signature = piece.midi.time_signature_changes[0]
+    assert (signature.numerator, signature.denominator) == meter
+    assert piece.midi.get_tempo_changes()[1][0] == pytest.approx(90, rel=1e-4)
+
+
+def test_the_same_seed_gives_the_same_midi_and_another_seed_another(model):
+    a, b = (model.generate(bars=4, seed=3, temperature=1.5)[0] for _ in range(2))
+    c = model.generate(bars=4, seed=4, temperature=1.5)[0]
+    assert _bytes(a.midi) == _bytes(b.midi)
+    assert not np.array_equal(a.tokens, c.tokens)
+
+
+def test_a_batch_is_the_pieces_one_by_one_in_shape(model):
+    pieces = model.generate(bars=2, seed=0, num_samples=3, top_k=4, top_p=0.9)
+    assert len(pieces) == 3 and all(p.frames.shape == pieces[0].frames.shape for p in pieces)
+
+
+def test_a_long_piece_slides_past_the_context(model):
+    context_frames = model.transformer.config.block_size // 16
+    piece = model.generate(bars=3 * context_frames, seed=0, meter=(1, 4))[0]
+    assert len(piece.frames) == 3 * context_frames
+
+
+def test_a_continuation_keeps_the_prompt_exactly_and_has_no_seam(model, tmp_path):
+    notes = [(60 + i % 5, i * 0.5, i * 0.5 + 0.5) for i in range(16)] + [(48, 7.0, 9.5)]  # one note crosses bar 2
+    prompt = score_to_piece(read_midi(write_midi(tmp_path / "p.mid", notes)), model.grid)
+    piece = model.generate(bars=2, seed=0, prompt=prompt)[0]
+    assert piece.prompt_frames == len(prompt) == 10
+    np.testing.assert_array_equal(piece.frames[:len(prompt)], prompt.frames)
+    assert len(piece.frames) == len(prompt) + 8  # 2 bars of 4/4 follow, no frame dropped or repeated
+    trimmed = model.generate(bars=1, seed=0, prompt=prompt, prompt_bars=1)[0]
+    np.testing.assert_array_equal(trimmed.frames[:4], prompt.frames[-4:])
+    assert len(trimmed.frames) == 4 + 4
+    assert trimmed.midi.instruments[0].notes[0].start < 60 / 120 * 4  # no silence left where bars were cut
+
+
+@pytest.mark.parametrize("bad", [dict(bars=0), dict(temperature=0), dict(top_p=1.5), dict(num_samples=0)])
+def test_bad_options_raise(model, bad):
+    with pytest.raises(ValueError):
+        model.generate(**{"bars": 1, **bad})
+
+
+def test_the_command_writes_names_and_never_overwrites(tiny_pair, tmp_path, capsys):
+    args = ["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "2", "--seed", "5", "--png",
+            "--device", "cpu"]
+    assert generate.main(args) == 0
+    written = capsys.readouterr().out.split()
+    assert [Path(p).name for p in written] == ["bachsformer-seed5-2bars-t1.mid", "bachsformer-seed5-2bars-t1.png"]
+    first = Path(written[0]).read_bytes()
+    assert generate.main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert generate.main(args + ["--force"]) == 0
+    assert Path(written[0]).read_bytes() == first  # same seed, same bytes
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--temperature", "0"], "--temperature"),
+    (["--top-p", "0"], "--top-p"),
+    (["--bars", "-3"], "positive integer"),
+    (["--device", "tpu"], "device"),
+    (["--meter", "3/5"], "--meter"),
+    (["--checkpoint-dir", "/no/such/folder"], "no such checkpoint folder"),
+    (["--prompt", "/no/such.mid"], "no such file"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tiny_pair, tmp_path, capsys, args, words):
+    base = ["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "1"]
+    assert generate.main(base + args) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_a_corrupt_checkpoint_is_one_line(tiny_pair, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "vae.pt").write_bytes((tiny_pair / "vae.pt").read_bytes()[:1000])
+    (broken / "transformer.pt").write_bytes((tiny_pair / "transformer.pt").read_bytes())
+    assert generate.main(["--checkpoint-dir", str(broken), "--out", str(tmp_path)]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_the_script_runs_as_a_process(tiny_pair, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "--checkpoint-dir", str(tiny_pair),
+                             "--out", str(tmp_path / "one.mid"), "--bars", "1"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "one.mid").exists() and result.stdout.strip().endswith("one.mid")
