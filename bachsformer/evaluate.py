@@ -4,6 +4,8 @@
     reconstruct --vae CKPT DIR    VQ-VAE reconstruction per file (F1s, cell F1, codes used, perplexity)
     likelihood --checkpoint-dir DIR --midi DIR
                                   transformer bits per token per piece, beside the unigram entropy
+    samples GEN_DIR --reference DIR [--held-out NAME ...]
+                                  generated music against the training pieces, beside real music
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ludovico_vae.midi import MidiError, keyboard_reference, read_midi, score_to
 
 from .cli import CommandError, CommandParser, format_table, run_main, write_json
 from .corpus import add_roundtrip_arguments, midi_files, progress, relative_label
+from .music_stats import compare, real_music_yardstick
 from .reconstruction import codebook_stats, piece_metrics, reconstruct
 from .runtime import refuse_overwrite, resolve_device
 from .tokens import encode_piece
@@ -26,6 +29,7 @@ from .transformer_training import likelihood, load_pair, unigram_bits
 from .vae_training import load_vae
 
 PROG = "bachsformer.evaluate"
+DEFAULT_HELD_OUT = ("988-v10", "988-v15", "988-v26")  # EVALUATION.md's held-out Goldberg variations
 
 
 def reconstruct_file(model, grid, path, device, out_path=None) -> tuple:
@@ -118,6 +122,132 @@ def run_likelihood(args) -> int:
     return 0
 
 
+def _read_notes(path, what: str) -> tuple:
+    """{label: Notes} of every readable MIDI file under `path`, and {label: reason} of the rest."""
+    files, root = midi_files(path)
+    pieces, errors = {}, {}
+    for file in progress(files, what):
+        label = relative_label(file, root)
+        try:
+            pieces[label] = read_midi(file).notes
+        except MidiError as e:
+            errors[label] = e.reason
+    return pieces, errors
+
+
+def _held_out_labels(reference: dict, names, explicit: bool) -> list:
+    """Reference labels of the held-out pieces, named by file name with or without its suffix."""
+    labels, missing = [], []
+    for name in names:
+        found = [label for label in reference if name in (label, Path(label).stem, str(Path(label).with_suffix("")))]
+        labels += [label for label in found if label not in labels]
+        if not found:
+            missing.append(name)
+    if missing and explicit:
+        raise CommandError(f"--held-out: not in the reference: {', '.join(missing)}")
+    return labels
+
+
+def _json_safe(value):
+    """NaN (a statistic with nothing to measure, e.g. no 4-beat window) as null, as JSON requires."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return None if isinstance(value, float) and value != value else value
+
+
+SAMPLE_COLUMNS = ["piece", "beats", "notes/beat", "polyphony", "pitch 5-95%", "scale", "empty", "repeated",
+                  "PC overlap", "dur overlap", "density overlap", "copied 4-beat", "longest run"]
+
+
+def _sample_cells(r: dict) -> list:
+    def f(key, digits=3):
+        value = r.get(key)
+        return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+    low, high = r.get("pitch_low"), r.get("pitch_high")
+    pitches = "-" if low is None or low != low else f"{low:.0f}-{high:.0f} ({r['pitch_range']:.0f})"
+    longest = "-" if r.get("longest_copied_run") is None else f"{r['longest_copied_run']:.0f}"
+    if r.get("longest_copied_from"):
+        longest += f" ({r['longest_copied_from']})"
+    return [r["piece"], "-" if r.get("beats") is None else str(r["beats"]), f("notes_per_beat", 2),
+            f("polyphony", 2), pitches, f("scale_consistency"), f("empty_beat_rate"), f("repeated_beat_rate"),
+            f("pitch_class_overlap"), f("duration_overlap"), f("density_overlap"), f("copied_4beat_share"), longest]
+
+
+def _sample_table(result: dict, errors: dict) -> str:
+    rows = [_sample_cells(r) for r in result["rows"]]
+    rows += [[label] + ["-"] * (len(SAMPLE_COLUMNS) - 2) + [f"ERROR: {reason}"] for label, reason in errors.items()]
+    rows.append(_sample_cells({"piece": f"median of {result['pieces']}", **result["summary"]}))
+    return format_table(SAMPLE_COLUMNS, rows, right=set(range(1, len(SAMPLE_COLUMNS) - 1)))
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ranges(result: dict) -> dict:
+    return {key: [result["min"][key], result["max"][key]] for key in result["summary"]}
+
+
+def run_samples(args) -> int:
+    generated, errors = _read_notes(args.path, "samples")
+    reference, reference_errors = _read_notes(args.reference, "reference")
+    if not reference:
+        raise CommandError(f"--reference {args.reference}: no MIDI file could be read "
+                           f"({len(reference_errors)} bad, e.g. {next(iter(reference_errors))}: "
+                           f"{next(iter(reference_errors.values()))})")
+    explicit = args.held_out is not None
+    held_out = _held_out_labels(reference, args.held_out if explicit else DEFAULT_HELD_OUT, explicit)
+    training = {label: notes for label, notes in reference.items() if label not in held_out}
+    if not training:
+        raise CommandError(f"--reference {args.reference}: every piece is held out, none is left to compare with")
+    if not generated:
+        raise CommandError(f"{args.path}: no MIDI file could be read ({len(errors)} bad, "
+                           f"e.g. {next(iter(errors))}: {next(iter(errors.values()))})")
+    result = compare(generated, training)
+    without = f", without the held-out {', '.join(held_out)}" if held_out else ""
+    print(f"{len(generated)} generated pieces against {len(training)} reference pieces ({args.reference}{without}):")
+    print(_sample_table(result, errors))
+
+    # real music: the held-out pieces, or every piece when none is held out, each against the rest
+    real_labels = held_out or (list(reference) if len(reference) > 1 else [])
+    real = real_music_yardstick(reference, real_labels) if real_labels else None
+    if real is not None:
+        which = "held-out piece" if held_out else "reference piece"
+        plural = "" if len(real_labels) == 1 else "s"
+        none = "" if held_out else " (none held out)"
+        print()
+        print(f"real music: {len(real_labels)} {which}{plural}{none}, each against the reference minus itself:")
+        print(_sample_table(real, {}))
+    else:
+        print("real music: only one reference piece, nothing to score it against")
+    for label, reason in reference_errors.items():
+        print(f"reference {label} skipped: {reason}")
+    s = result["summary"]
+    line = (f"{len(generated)} of {len(generated) + len(errors)} files; median copied 4-beat share "
+            f"{_fmt(s['copied_4beat_share'])}, longest copied run {_fmt(s['longest_copied_run'], 0)} beats, "
+            f"overlaps pitch class {_fmt(s['pitch_class_overlap'])} / duration {_fmt(s['duration_overlap'])} / "
+            f"density {_fmt(s['density_overlap'])}")
+    if real is not None:
+        r = real["summary"]
+        line += (f"; real music {_fmt(r['copied_4beat_share'])}, {_fmt(r['longest_copied_run'], 0)} beats, "
+                 f"{_fmt(r['pitch_class_overlap'])} / {_fmt(r['duration_overlap'])} / {_fmt(r['density_overlap'])}")
+    print(line)
+    if args.json:
+        rows = result["rows"] + [{"piece": label, "error": reason} for label, reason in errors.items()]
+        write_json(args.json, _json_safe({
+            "command": "samples", "path": str(args.path), "reference": str(args.reference),
+            "reference_pieces": list(training), "held_out": held_out,
+            "reference_errors": [{"piece": label, "error": reason} for label, reason in reference_errors.items()],
+            "pieces": rows, "summary": result["summary"], "range": _ranges(result),
+            "real_music": None if real is None else {
+                "against": "the reference minus the piece itself", "pieces": real["rows"],
+                "summary": real["summary"], "range": _ranges(real)}}))
+    return 0
+
+
 def build_parser() -> CommandParser:
     parser = CommandParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -138,6 +268,16 @@ def build_parser() -> CommandParser:
     lik.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     lik.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     lik.set_defaults(run=run_likelihood)
+
+    sam = commands.add_parser("samples", help="generated music against the training pieces, beside real music")
+    sam.add_argument("path", metavar="GEN_DIR", help="a folder of generated MIDI files (or one file)")
+    sam.add_argument("--reference", required=True, metavar="DIR",
+                     help="the training corpus, e.g. data/midi/goldberg (held-out pieces in it are set aside)")
+    sam.add_argument("--held-out", nargs="+", metavar="NAME",
+                     help="reference pieces not trained on, scored as real music against the reference minus "
+                          f"themselves (default: {' '.join(DEFAULT_HELD_OUT)}, those present)")
+    sam.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    sam.set_defaults(run=run_samples)
     return parser
 
 
