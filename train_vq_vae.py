@@ -7,34 +7,14 @@
 import sys
 from pathlib import Path
 
-from bachsformer.cli import run_main, training_config, training_parser
-from bachsformer.runtime import export_weights, refuse_overwrite
+from bachsformer.cli import training_main
 from bachsformer.vae_training import CHECKPOINT_KIND, SECTIONS, train_vae
 
-PROG = "train_vq_vae.py"
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ludovico_vae.yaml"
-
-
-def run(args) -> None:
-    if args.export:
-        refuse_overwrite(args.export[1], args.force)
-        export_weights(*args.export, CHECKPOINT_KIND)
-        print(args.export[1])
-        return
-    train_vae(training_config(SECTIONS, args), resume=args.resume, progress=not args.no_progress)
-
-
-def build_parser():
-    parser = training_parser(PROG, __doc__.splitlines()[0], str(DEFAULT_CONFIG))
-    parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DEST"),
-                        help="write CHECKPOINT's weights without optimizer state to DEST, and stop")
-    parser.add_argument("--force", action="store_true", help="with --export: replace an existing DEST")
-    parser.set_defaults(run=run)
-    return parser
+CONFIG = Path(__file__).resolve().parent / "configs" / "ludovico_vae.yaml"
 
 
 def main(argv=None) -> int:
-    return run_main(PROG, build_parser, argv, overrides=True)
+    return training_main("train_vq_vae.py", __doc__, CONFIG, SECTIONS, train_vae, CHECKPOINT_KIND, argv=argv)
 
 
 if __name__ == "__main__":

@@ -76,17 +76,9 @@ def write_json(path, data: dict) -> None:
         f.write((json.dumps(data, indent=2) + "\n").encode())
 
 
-def training_parser(prog: str, description: str, default_config: str) -> argparse.ArgumentParser:
-    parser = CommandParser(
-        prog=prog, description=description,
-        epilog="Any config key can be overridden as --section.key=value, e.g. --train.lr=3e-4.")
-    parser.add_argument("--config", default=default_config, help="YAML file of overrides (default: %(default)s)")
-    parser.add_argument("--midi-dir", help="corpus directory (same as --data.midi_dir=...)")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (same as --train.device=...)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in train.out_dir with the config saved there")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+ALIASES = {"midi_dir": ("--midi-dir", "data.midi_dir", "corpus directory"),
+           "device": ("--device", "train.device", "auto, cpu, cuda, cuda:N or mps"),
+           "vae": ("--vae", "data.vae", "the VQ-VAE checkpoint whose codes to learn")}
 
 
 def training_config(sections: dict, args) -> dict:
@@ -95,10 +87,9 @@ def training_config(sections: dict, args) -> dict:
     for text in overrides:
         if not text.startswith("--") or "=" not in text:
             raise ConfigError(f"unrecognised argument {text!r}: overrides look like --section.key=value")
-    if args.midi_dir:
-        overrides = overrides + [f"--data.midi_dir={args.midi_dir}"]
-    if args.device:
-        overrides = overrides + [f"--train.device={args.device}"]
+    for name, (_, key, _) in ALIASES.items():
+        if getattr(args, name, None):
+            overrides.append(f"--{key}={getattr(args, name)}")
     config = build_config(sections, args.config, overrides)
     if args.resume:
         saved = Path(config["train"].out_dir) / "config.yaml"
@@ -106,3 +97,37 @@ def training_config(sections: dict, args) -> dict:
             raise ConfigError(f"train.out_dir: nothing to resume, {saved} does not exist")
         config = build_config(sections, saved, overrides)
     return config
+
+
+def training_main(prog: str, doc: str, default_config, sections: dict, train, kind: str,
+                  aliases=("midi_dir", "device"), argv=None) -> int:
+    """The command line of a training script: train, resume, or export a checkpoint's weights."""
+    from .runtime import export_weights, refuse_overwrite
+
+    def run(args) -> None:
+        if args.export:
+            refuse_overwrite(args.export[1], args.force)
+            export_weights(*args.export, kind)
+            print(args.export[1])
+            return
+        train(training_config(sections, args), resume=args.resume, progress=not args.no_progress)
+
+    def build_parser() -> CommandParser:
+        parser = CommandParser(
+            prog=prog, description=doc.splitlines()[0],
+            epilog="Any config key can be overridden as --section.key=value, e.g. --train.lr=3e-4.")
+        parser.add_argument("--config", default=str(default_config),
+                            help="YAML file of overrides (default: %(default)s)")
+        for name in aliases:
+            option, key, text = ALIASES[name]
+            parser.add_argument(option, dest=name, help=f"{text} (same as --{key}=...)")
+        parser.add_argument("--resume", action="store_true",
+                            help="continue the run in train.out_dir with the config saved there")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DEST"),
+                            help="write CHECKPOINT's weights without optimizer state to DEST, and stop")
+        parser.add_argument("--force", action="store_true", help="with --export: replace an existing DEST")
+        parser.set_defaults(run=run)
+        return parser
+
+    return run_main(prog, build_parser, argv, overrides=True)
