@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 import torch
@@ -10,6 +11,20 @@ import torch.multiprocessing as mp
 
 from ludovico_vae.model import VQVAE, VQVAEConfig
 from ludovico_vae.quantizer import VectorQuantizer
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test, restored afterwards.
+
+    These models are tiny: a second thread only adds synchronisation, which on a shared,
+    oversubscribed CPU made the overfitting test ten times slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 TINY = dict(widths=(8, 16), code_dim=8, n_res_blocks=1)
 CONFIGS = {
@@ -33,8 +48,8 @@ def sparse_frames(batch: int, cfg: VQVAEConfig, seed: int = 0, density: float = 
 def random_chords(batch: int, cfg: VQVAEConfig, notes: int = 3, seed: int = 0) -> torch.Tensor:
     """Frames of `notes` random keys struck together at the start or middle and held to the end.
 
-    Unlike cell noise these are what a 16-code grid can represent exactly, so a model that
-    cannot fit them has a bug rather than a bottleneck.
+    Unlike cell noise, a batch of these is well within what 16 indices of 16 codes can tell
+    apart, so a model that cannot fit it has a bug rather than too narrow a bottleneck.
     """
     g = torch.Generator().manual_seed(seed)
     frames = torch.zeros(batch, cfg.channels, cfg.n_keys, cfg.steps)
@@ -75,6 +90,8 @@ def test_shapes(overrides):
     assert out["indices"].dtype == torch.long
     for key in ("loss", "recon_loss", "vq_loss", "perplexity"):
         assert out[key].dim() == 0 and torch.isfinite(out[key]), key
+    assert 1 <= out["codes_used"] <= min(cfg.codebook_size, 3 * cfg.n_indices)
+    assert 1 <= out["perplexity"] <= out["codes_used"] + 1e-4
     indices = model.encode_indices(frames)
     assert indices.shape == (3, cfg.n_indices) and indices.dtype == torch.long
     assert 0 <= indices.min() and indices.max() < cfg.codebook_size
@@ -103,6 +120,8 @@ def test_decode_of_encode_is_eval_forward(overrides):
     out = model(frames)
     indices = model.encode_indices(frames)
     assert torch.equal(indices, out["indices"])
+    assert torch.equal(model.train().encode_indices(frames), indices), "encoding depends on the mode"
+    model.eval()
     assert torch.equal(model.decode_indices(indices), out["logits"])
     assert torch.equal(model.decode_indices(indices, binary=True), (out["logits"] > 0).float())
 
@@ -137,6 +156,15 @@ def test_ema_updates_only_in_train_mode():
     for name, value in model.quantizer.named_buffers():
         assert not torch.equal(value, before[name]), name
         assert value.dtype == torch.float32
+
+
+def test_codebook_stays_fp32_under_autocast():
+    model = make_model(**TINY).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(sparse_frames(8, model.config))
+    assert out["vq_loss"].dtype == torch.float32
+    assert all(b.dtype == torch.float32 for b in model.quantizer.buffers())
+    out["loss"].backward()
 
 
 def test_optimizer_never_touches_the_codebook():
@@ -226,7 +254,10 @@ def test_forward_rejects_wrong_frame_shape():
     (dict(widths=(32, 0)), "widths"),
     (dict(patch=(4, 4, 4)), "patch"),
     (dict(n_res_blocks=-1), "n_res_blocks"),
-    (dict(latent_keys=100), "latent grid"),
+    (dict(latent_keys=100), "latent_keys"),
+    (dict(patch=4), "patch"),
+    (dict(pos_weight="4"), "pos_weight"),
+    (dict(ema_decay="0.99"), "ema_decay"),
     (dict(ema_decay=1.0), "ema_decay"),
     (dict(commitment_weight=-0.1), "commitment_weight"),
     (dict(dead_code_threshold=-1.0), "dead_code_threshold"),
@@ -274,8 +305,9 @@ def test_seeded_training_is_repeatable():
     assert torch.equal(runs[0][2], runs[1][2])
 
 
-def _distributed_worker(rank: int, world: int, init_file: str, results) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+def _distributed_worker(rank: int, world: int, folder: str) -> None:
+    torch.set_num_threads(1)  # a forked child must not reuse the parent's OpenMP pool
+    dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world)
     try:
         torch.manual_seed(0)  # same initial codebook on every rank, as DDP would broadcast
         synced = VectorQuantizer(8, 4, decay=0.5, dead_code_threshold=0.0).train()
@@ -286,17 +318,19 @@ def _distributed_worker(rank: int, world: int, init_file: str, results) -> None:
             z = torch.randn(32, 4, generator=data)
             synced(z)
             restarting(z)
-        results[rank] = (synced.state_dict(), restarting.state_dict())
+        torch.save((synced.state_dict(), restarting.state_dict()), f"{folder}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
+@pytest.mark.skipif(not dist.is_available() or sys.platform != "linux",
+                    reason="needs torch.distributed (gloo) and fork")
 def test_ema_is_all_reduced_across_ranks(tmp_path):
     """Two ranks end with the codebook one process gets from both ranks' batches together."""
     world = 2
-    results = mp.Manager().dict()
-    mp.spawn(_distributed_worker, args=(world, str(tmp_path / "init"), results), nprocs=world)
-    (synced0, restart0), (synced1, restart1) = results[0], results[1]
+    # fork, as DataLoader workers do, so the children need not import torch again
+    mp.start_processes(_distributed_worker, args=(world, str(tmp_path)), nprocs=world, start_method="fork")
+    (synced0, restart0), (synced1, restart1) = (torch.load(tmp_path / f"rank{r}.pt") for r in range(world))
     for name in synced0:
         assert torch.equal(synced0[name], synced1[name]), name
         assert torch.equal(restart0[name], restart1[name]), name

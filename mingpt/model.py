@@ -1,0 +1,529 @@
+"""A small decoder-only GPT: config, model, and a key/value-cached sampler for long sequences.
+
+Owns `GPTConfig`, the transformer (`GPT`), rotary position embeddings, and `KVCacheDecoder`,
+the incremental decoder that `GPT.generate` runs. It knows nothing about what the tokens mean:
+an application passes token indices and, optionally, extra categorical per-token inputs (such
+as a position inside some repeating unit), each with its own embedding table.
+
+Positions are rotary (RoPE), applied to queries and keys at their absolute positions. A score
+then depends only on the distance between query and key, so a key cached at position n stays
+valid however far the window slides, and nothing is recomputed when it does. Learned absolute
+position embeddings cannot do that: sliding the window would shift every cached key's position,
+so each step would have to re-run the whole window (minGPT's sampler does), or the model would
+see positions past `block_size` it never trained on.
+
+Attention span is `block_size` tokens, the current one included, in training and in sampling:
+a forward over more than `block_size` tokens uses sliding-window (banded causal) attention, which
+is exactly what the rolling key/value cache of `KVCacheDecoder` computes, step by step.
+
+Shapes: B batch, T time, C n_embd, nh heads, nkv key/value heads, hs = C // nh head size,
+V vocab_size, L block_size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 16
+    block_size: int = 192  # attention span, in tokens, the current one included
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = 1  # key/value heads shared by groups of query heads; None: n_head
+    n_embd: int = 64
+    dropout: float = 0.1  # on the embeddings and on each residual branch
+    bias: bool = False  # biases in linear layers and layer norms
+    extra_vocab_sizes: tuple[int, ...] = ()  # one embedding table per extra per-token input
+    rope_base: float = 10000.0  # rotary wavelengths run from 2 pi to 2 pi * rope_base positions
+
+    def __post_init__(self):
+        self.extra_vocab_sizes = tuple(self.extra_vocab_sizes)
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            _check_positive_int(name, getattr(self, name))
+        if self.n_kv_head is not None:
+            _check_positive_int("n_kv_head", self.n_kv_head)
+            if self.n_head % self.n_kv_head:
+                raise ValueError(f"n_head={self.n_head} must be divisible by n_kv_head={self.n_kv_head}")
+        for v in self.extra_vocab_sizes:
+            _check_positive_int("extra_vocab_sizes", v)
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"n_embd // n_head = {self.n_embd // self.n_head} must be even: rotary "
+                             "embeddings turn pairs of channels")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not self.rope_base > 1.0:
+            raise ValueError(f"rope_base must be greater than 1, got {self.rope_base}")
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        """Build from a dict (a checkpoint, YAML); an unknown key is an error naming it."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown GPTConfig key(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def rope_rotations(positions: torch.Tensor, head_size: int, base: float) -> torch.Tensor:
+    """(T,) integer positions -> (T, hs/2) unit complex64 rotations e^(i * angle).
+
+    Angles are computed in float64 because positions grow without bound while sampling: in
+    float32 the angle of position 100,000 would be off by ~0.01 rad, and the relative-position
+    property with it.
+    """
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
+    angles = positions.detach().to("cpu", torch.float64)[:, None] * inv_freq
+    return torch.polar(torch.ones_like(angles), angles).to(device=positions.device, dtype=torch.complex64)
+
+
+def apply_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (2i, 2i+1) of x by the angles of their position.
+
+    x (B, T, n, hs) with rot (T, 1, hs/2) -> (B, T, n, hs). One complex multiply: fewer passes
+    over the activations than the `rotate_half` form.
+    """
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(xc * rot).flatten(-2).type_as(x)
+
+
+def sliding_window_mask(T: int, window: int, device=None) -> torch.Tensor:
+    """(T, T) bool, True where query t may attend to key s: t - window < s <= t."""
+    t = torch.arange(T, device=device)
+    offset = t[:, None] - t[None, :]
+    return (offset >= 0) & (offset < window)
+
+
+class CausalSelfAttention(nn.Module):
+    """Causal self-attention with rotary positions, one fused q, k, v projection, and grouped
+    key/value heads.
+
+    n_kv_head < n_head shares each key/value head among n_head / n_kv_head query heads (GQA;
+    MQA at 1). Sampling a batch reads every cached key and value once per token, and at batch
+    32 that memory traffic, not arithmetic, bounded the step: one shared head cuts it by n_head.
+    There is no dropout on the attention probabilities: on the CPU it takes scaled dot-product
+    attention off its fused kernel and makes attention about three times slower to train; the
+    embeddings and residual branches keep theirs.
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_size = config.n_head, config.kv_heads, config.head_size
+        kv = self.n_kv_head * self.head_size
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, rot, mask=None, cache=None):
+        """x (B, T, C), rot (T, 1, hs/2); mask None (causal) or (T, T) bool; cache receives k, v."""
+        B, T, C = x.shape
+        nh, nkv, hs = self.n_head, self.n_kv_head, self.head_size
+        qkv = self.c_attn(x)  # (B, T, C + 2 nkv hs)
+        qk = apply_rope(qkv[..., :C + nkv * hs].view(B, T, nh + nkv, hs), rot)  # rotate q and k at once
+        q = qk[:, :, :nh].transpose(1, 2)  # (B, nh, T, hs)
+        k = qk[:, :, nh:].transpose(1, 2)  # (B, nkv, T, hs)
+        v = qkv[..., C + nkv * hs:].view(B, T, nkv, hs).transpose(1, 2)
+        if cache is not None:
+            cache.write_prompt(k, v)
+        if nkv != nh:  # repeat rather than enable_gqa, which needs torch >= 2.5
+            k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        # the tanh GELU of GPT-2 and minGPT: five times cheaper than erf on one token at a time
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, rot, mask=None, cache=None):
+        x = x + self.attn(self.ln_1(x), rot, mask, cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """Token (+ extra) embeddings -> n_layer blocks -> layer norm -> logits over the vocabulary."""
+
+    def __init__(self, config: GPTConfig | None = None):
+        super().__init__()
+        self.config = config = config or GPTConfig()
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wxe=nn.ModuleList(nn.Embedding(n, config.n_embd) for n in config.extra_vocab_sizes),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # tied: a token's input and output vectors agree (Press & Wolf 2017); saves V * C weights
+        self.lm_head.weight = self.transformer.wte.weight
+        self.register_buffer("rot", self._rotations(config.block_size), persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # GPT-2: scale the residual branches by depth
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self) -> int:
+        """Distinct parameters; the tied head and token embedding count once."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _rotations(self, T: int, start: int = 0, device=None) -> torch.Tensor:
+        """(T, 1, hs/2) rotations of positions start .. start + T - 1."""
+        positions = torch.arange(start, start + T, device=device)
+        return rope_rotations(positions, self.config.head_size, self.config.rope_base)[:, None, :]
+
+    def _check_inputs(self, idx: torch.Tensor, extras: torch.Tensor | None) -> None:
+        n_extra = len(self.config.extra_vocab_sizes)
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be (B, T), got shape {tuple(idx.shape)}")
+        if n_extra and extras is None:
+            raise ValueError(f"extras (B, T, {n_extra}) required: the config has extra_vocab_sizes "
+                             f"{self.config.extra_vocab_sizes}")
+        if not n_extra and extras is not None:
+            raise ValueError("extras given, but the config has no extra_vocab_sizes")
+        if extras is not None and (extras.dim() != 3 or extras.shape[-1] != n_extra):
+            raise ValueError(f"extras must be (B, T, {n_extra}), got shape {tuple(extras.shape)}")
+
+    def embed(self, idx: torch.Tensor, extras: torch.Tensor | None = None) -> torch.Tensor:
+        """idx (B, T), extras (B, T, n_extra) -> (B, T, C): the sum of all embeddings."""
+        x = self.transformer.wte(idx)
+        for i, table in enumerate(self.transformer.wxe):
+            x = x + table(extras[..., i])
+        return x
+
+    def forward(self, idx, targets=None, extras=None, cache=None) -> dict:
+        """idx (B, T) -> {"logits": (B, T, V) with targets, else (B, 1, V) of the last position;
+        "loss": cross entropy over targets (B, T) (-1 ignored), or None}.
+
+        T may exceed block_size: attention is then a sliding window of block_size tokens, the
+        reference the cached decoder matches. `cache` (a `KVCacheDecoder`) receives the keys and
+        values of every layer; it is how the decoder prefills.
+        """
+        self._check_inputs(idx, extras)
+        if extras is not None and extras.shape[:2] != idx.shape:
+            raise ValueError(f"extras {tuple(extras.shape)} do not match idx {tuple(idx.shape)}")
+        T = idx.shape[1]
+        if T <= self.config.block_size:
+            mask, rot = None, self.rot[:T]
+        else:
+            mask = sliding_window_mask(T, self.config.block_size, idx.device)
+            rot = self._rotations(T, device=idx.device)
+        x = self.transformer.drop(self.embed(idx, extras))
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, rot, mask, None if cache is None else cache.layers[i])
+        x = self.transformer.ln_f(x)
+        if targets is None:
+            return {"logits": self.lm_head(x[:, [-1], :]), "loss": None}
+        logits = self.lm_head(x)
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        return {"logits": logits, "loss": loss}
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+                 generator: torch.Generator | None = None, extras=None) -> torch.Tensor:
+        """Continue idx (B, T0), T0 >= 1, by max_new_tokens sampled tokens -> (B, T0 + max_new_tokens).
+
+        extras, when the config has extra inputs, is (B, T0 + max_new_tokens, n_extra): extras[:, t]
+        goes with token t, so the last row is never read (no token follows it). To condition a
+        prediction on the slot of the token being predicted, pass the extras shifted by one.
+
+        The prompt's last block_size tokens are the context (a longer prompt is cut); they are
+        prefilled in one forward, then each new token costs one cached step whose attention spans
+        the last block_size tokens, as in training, however long the piece grows. An empty prompt
+        is refused: there is no start token in a generic vocabulary, so the caller supplies one.
+
+        Sampling draws from softmax(logits / temperature) restricted to the top_k tokens and to the
+        smallest set holding top_p of the probability. It is the exponential race torch.multinomial
+        runs for one sample (argmax of logits + Gumbel noise), with the noise drawn in blocks from
+        `generator`, so that a step costs two small ops instead of a softmax and a multinomial; a
+        seeded generator repeats a run exactly.
+
+        The steps are too small to gain from intra-op threads: at batch 1 one thread
+        (`torch.set_num_threads(1)`) is fastest, and much faster on a busy machine.
+        """
+        self._check_inputs(idx, extras)
+        B, T0 = idx.shape
+        if T0 < 1:
+            raise ValueError("idx must hold at least one token (B, T0 >= 1)")
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+            raise ValueError(f"top_k must be None or a positive integer, got {top_k!r}")
+        if top_p is not None and not 0 < top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
+        if extras is not None and extras.shape[:2] != (B, T0 + max_new_tokens):
+            raise ValueError(f"extras must be (B, T0 + max_new_tokens, n_extra) = ({B}, {T0 + max_new_tokens}, "
+                             f"{extras.shape[-1]}), got {tuple(extras.shape)}")
+        if max_new_tokens == 0:
+            return idx.clone()
+        top_k = None if top_k is None or top_k >= self.config.vocab_size else top_k
+        top_p = None if top_p is None or top_p >= 1 else float(top_p)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                new = self._sample(idx, max_new_tokens, float(temperature), top_k, top_p, generator, extras)
+        finally:
+            self.train(was_training)
+        return torch.cat([idx, new], dim=1)  # made outside inference mode: an ordinary tensor
+
+    def _sample(self, idx, n_new, temperature, top_k, top_p, generator, extras) -> torch.Tensor:
+        """The sampling loop of `generate`: (B, n_new) new tokens."""
+        B, T0 = idx.shape
+        start = max(0, T0 - self.config.block_size)
+        decoder = KVCacheDecoder(self, B, temperature)
+        logits = decoder.prefill(idx[:, start:], None if extras is None else extras[:, start:T0])
+        filtered = top_k is not None or top_p is not None
+        chunk = min(n_new, 256)  # steps of noise and extra embeddings made at a time
+        tokens, extra_rows = [], None
+        for i in range(n_new):
+            if i % chunk == 0:
+                noise = torch.empty(B, chunk, self.config.vocab_size, device=idx.device)
+                noise.exponential_(generator=generator)
+                # Gumbel(0, 1) = -log Exp(1); the clamp keeps a 0 draw from beating a -inf logit
+                noise_rows = noise.clamp_min_(torch.finfo(noise.dtype).tiny).log_().neg_().unbind(1)
+                if extras is not None:  # new token i sits at T0 + i and is fed with its extras
+                    extra_rows = decoder.embed_extras(extras[:, T0 + i:T0 + i + chunk]).unbind(1)
+            if filtered:
+                logits = filter_logits(logits, top_k, top_p)
+            tok = torch.argmax(logits.add_(noise_rows[i % chunk]), dim=-1)  # (B,)
+            tokens.append(tok)
+            if i + 1 < n_new:
+                logits = decoder.fast_step(tok, None if extra_rows is None else extra_rows[i % chunk])
+        return torch.stack(tokens, dim=1)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """(B, V) logits with everything outside the top_k and the top_p nucleus set to -inf."""
+    if top_k is not None:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        outside = probs.cumsum(dim=-1) - probs >= top_p  # the mass before a token already suffices
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(outside, float("-inf")))
+    return logits
+
+
+def _detached(p: torch.Tensor | None) -> torch.Tensor | None:
+    return None if p is None else p.detach()
+
+
+def _layer_norm_args(ln: nn.LayerNorm) -> tuple:
+    """(weight, bias, eps) for F.layer_norm."""
+    return _detached(ln.weight), _detached(ln.bias), ln.eps
+
+
+class _CachedLayer:
+    """One block's weights, laid out for one-token steps, and its rolling key/value cache.
+
+    Weights: the fused q, k, v projection with its q rows scaled by 1/sqrt(hs), so attention
+    needs no scaling op, its k and v rows interleaved per head to match the cache, and every
+    projection transposed so that the residual ones add into x in place (`addmm_`).
+    Cache: (B, nkv, L, 2 hs), each key beside its value; position p lives in slot p % L. One
+    complex multiply rotates the new key (its value is multiplied by 1) and writes both into
+    their slot. Every op writes into buffers made once here, through views made once here: at
+    batch 1 a step costs its number of ops and the weights it streams from memory, not its
+    arithmetic.
+    """
+
+    def __init__(self, block: Block, config: GPTConfig, batch_size: int):
+        B, C, nh, nkv = batch_size, config.n_embd, config.n_head, config.kv_heads
+        hs, L = config.head_size, config.block_size
+        self.C, self.L, self.half = C, L, hs // 2
+        attn, mlp = block.attn, block.mlp
+
+        def qkv_rows(t: torch.Tensor) -> torch.Tensor:
+            """Rows q, k, v -> q scaled, then k and v of each key/value head side by side."""
+            q, k, v = t.split([C, nkv * hs, nkv * hs])
+            kv = torch.stack([k.reshape(nkv, hs, -1), v.reshape(nkv, hs, -1)], dim=1)
+            return torch.cat([q / math.sqrt(hs), kv.reshape(2 * nkv * hs, -1)]).reshape(-1, *t.shape[1:])
+
+        self.w_qkv = qkv_rows(attn.c_attn.weight.detach()).t().contiguous()  # (C, C + 2 nkv hs) for h @ w
+        self.b_qkv = None if attn.c_attn.bias is None else qkv_rows(attn.c_attn.bias.detach()[:, None])[:, 0]
+        self.w_o, self.b_o = attn.c_proj.weight.detach().t().contiguous(), _detached(attn.c_proj.bias)  # (C, C)
+        self.w_fc, self.b_fc = mlp.c_fc.weight.detach().t().contiguous(), _detached(mlp.c_fc.bias)  # (C, 4C)
+        self.w_proj, self.b_proj = mlp.c_proj.weight.detach().t().contiguous(), _detached(mlp.c_proj.bias)
+        self.ln_1, self.ln_2 = _layer_norm_args(block.ln_1), _layer_norm_args(block.ln_2)
+        new = dict(dtype=self.w_qkv.dtype, device=self.w_qkv.device)
+        self.kv = torch.zeros(B, nkv, L, 2 * hs, **new)
+        kv3 = self.kv.view(B * nkv, L, 2 * hs)
+        self.kT3, self.v3 = kv3[..., :hs].transpose(1, 2), kv3[..., hs:]  # (B*nkv, hs, L), (B*nkv, L, hs)
+        self.kv_slots = [torch.view_as_complex(s.view(B, nkv, hs, 2)) for s in self.kv.unbind(2)]
+        self.qkv = torch.empty(B, C + 2 * nkv * hs, **new)
+        self.q_new = torch.view_as_complex(self.qkv[:, :C].view(B, nh, hs // 2, 2))
+        self.kv_new = torch.view_as_complex(self.qkv[:, C:].view(B, nkv, hs, 2))
+        q = torch.empty(B, nh, hs, **new)
+        self.q_rot = torch.view_as_complex(q.view(B, nh, hs // 2, 2))
+        self.q3 = q.view(B * nkv, nh // nkv, hs)  # the query heads of each key/value head
+        self.att = torch.empty(B * nkv, nh // nkv, L, **new)
+        self.y = torch.empty(B * nkv, nh // nkv, hs, **new)
+        self.y2 = self.y.view(B, C)
+        self.filled = 0  # positions written so far, up to L
+
+    def write_prompt(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """k, v (B, nkv, T, hs) of positions 0 .. T-1, T <= L, from the prefill forward."""
+        T, hs = k.shape[2], k.shape[3]
+        self.kv[:, :, :T, :hs] = k
+        self.kv[:, :, :T, hs:] = v
+        self.filled = T
+
+    def step(self, x: torch.Tensor, rot: torch.Tensor, slot: int) -> torch.Tensor:
+        """x (B, C) of the token at the position of `slot`, rot (hs,) its key-and-value rotation
+        (hs/2 angles, then hs/2 ones) -> x, updated in place."""
+        h = F.layer_norm(x, (self.C,), *self.ln_1)
+        if self.b_qkv is None:
+            torch.mm(h, self.w_qkv, out=self.qkv)  # (B, C + 2 nkv hs)
+        else:
+            torch.addmm(self.b_qkv, h, self.w_qkv, out=self.qkv)
+        torch.mul(self.q_new, rot[:self.half], out=self.q_rot)  # rope, (B, nh, hs/2) complex
+        torch.mul(self.kv_new, rot, out=self.kv_slots[slot])  # rope on k, v as is, into the cache
+        if self.filled < self.L:
+            self.filled += 1
+            n = self.filled
+            att = torch.bmm(self.q3, self.kT3[..., :n]).softmax(dim=-1)  # (B*nkv, nh/nkv, n)
+            torch.bmm(att, self.v3[:, :n], out=self.y)
+        else:
+            torch.bmm(self.q3, self.kT3, out=self.att)  # (B*nkv, nh/nkv, L): the window, in slot order
+            torch.bmm(self.att.softmax(dim=-1), self.v3, out=self.y)  # (B*nkv, nh/nkv, hs)
+        x.addmm_(self.y2, self.w_o)
+        if self.b_o is not None:
+            x.add_(self.b_o)
+        h = F.layer_norm(x, (self.C,), *self.ln_2)
+        h = torch.mm(h, self.w_fc) if self.b_fc is None else torch.addmm(self.b_fc, h, self.w_fc)
+        x.addmm_(F.gelu(h, approximate="tanh"), self.w_proj)
+        if self.b_proj is not None:
+            x.add_(self.b_proj)
+        return x
+
+
+class KVCacheDecoder:
+    """Incremental decoding with a rolling key/value cache of the last block_size positions.
+
+    `prefill(idx)` runs the model's own forward over a context of up to block_size tokens and
+    keeps every layer's keys and values; each `step(token)` then costs one token's worth of work,
+    attending to the cached block_size positions. Once the cache is full the oldest position is
+    overwritten in place; cached keys carry their absolute rotary positions and stay valid.
+
+    Logits equal the model's forward over the whole sequence with sliding-window attention (see
+    `GPT.forward`), up to float rounding. They equal a fresh forward over the last block_size
+    tokens only for one layer or within the first block_size positions: deeper cached keys were
+    computed with their own full windows, so information reaches back further than one window,
+    as in any sliding-window transformer. Weights are read when the decoder is made: make a new
+    one after training further.
+    """
+
+    def __init__(self, model: GPT, batch_size: int, temperature: float = 1.0):
+        self.model, self.config, self.batch_size = model, model.config, batch_size
+        self.wte = model.transformer.wte.weight.detach()
+        self.device, self.dtype = self.wte.device, self.wte.dtype
+        if self.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"the cached decoder runs in float32 or float64, the model is {self.dtype}: "
+                             "call model.float() first")
+        self.layers = [_CachedLayer(block, self.config, batch_size) for block in model.transformer.h]
+        self.ln_f = _layer_norm_args(model.transformer.ln_f)
+        self.temperature = temperature
+        self.w_head = (model.lm_head.weight.detach() / temperature).t().contiguous()  # (C, V)
+        self.pos = 0  # position of the next token
+        self._table_start, self._table = 0, ()
+
+    def embed_extras(self, extras: torch.Tensor) -> torch.Tensor:
+        """(B, T, n_extra) -> (B, T, C): the summed extra embeddings, added to a token's."""
+        x = torch.zeros(*extras.shape[:2], self.config.n_embd, dtype=self.dtype, device=self.device)
+        for i, table in enumerate(self.model.transformer.wxe):
+            x += F.embedding(extras[..., i], table.weight)
+        return x
+
+    @torch.inference_mode()
+    def prefill(self, idx: torch.Tensor, extras: torch.Tensor | None = None) -> torch.Tensor:
+        """Context idx (B, T), 1 <= T <= block_size, -> logits (B, V) for the token after it."""
+        if idx.dim() != 2 or idx.shape[0] != self.batch_size or not 1 <= idx.shape[1] <= self.config.block_size:
+            raise ValueError(f"idx must be ({self.batch_size}, T) with 1 <= T <= block_size="
+                             f"{self.config.block_size}, got {tuple(idx.shape)}")
+        logits = self.model(idx, extras=extras, cache=self)["logits"][:, -1]  # (B, V)
+        self.pos = idx.shape[1]
+        return logits / self.temperature
+
+    @torch.inference_mode()
+    def step(self, idx: torch.Tensor, extras: torch.Tensor | None = None) -> torch.Tensor:
+        """Append tokens idx (B,) (and their extras (B, n_extra)) -> logits (B, V) for the next."""
+        if self.pos == 0:
+            raise ValueError("prefill a context before stepping")
+        if idx.shape != (self.batch_size,):
+            raise ValueError(f"idx must be ({self.batch_size},), got {tuple(idx.shape)}")
+        if (extras is None) != (not self.config.extra_vocab_sizes):
+            raise ValueError(f"extras must be given exactly when the config has extra_vocab_sizes "
+                             f"({self.config.extra_vocab_sizes})")
+        extra = None if extras is None else self.embed_extras(extras[:, None])[:, 0]
+        return self.fast_step(idx, extra)
+
+    def _rotation(self, pos: int) -> torch.Tensor:
+        """(hs,) complex: the rotation of position `pos` (hs/2), then hs/2 ones for the value.
+
+        From a table made 1024 positions at a time."""
+        if not 0 <= pos - self._table_start < len(self._table):
+            table = self.model._rotations(1024, start=pos, device=self.device)[:, 0]  # (1024, hs/2)
+            table = torch.cat([table, torch.ones_like(table)], dim=1)
+            self._table_start, self._table = pos, table.unbind(0)
+        return self._table[pos - self._table_start]
+
+    def fast_step(self, idx: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """`step` without checks, extra already embedded (B, C); run it under inference mode."""
+        x = F.embedding(idx, self.wte)  # (B, C)
+        if extra is not None:
+            x += extra
+        rot, slot = self._rotation(self.pos), self.pos % self.config.block_size
+        for layer in self.layers:
+            x = layer.step(x, rot, slot)
+        self.pos += 1
+        return torch.mm(F.layer_norm(x, (self.config.n_embd,), *self.ln_f), self.w_head)
