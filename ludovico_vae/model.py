@@ -235,7 +235,7 @@ class VQVAE(nn.Module):
         if indices.dim() != 2 or indices.shape[1] != self.config.n_indices:
             raise ValueError(f"indices must have shape (B, {self.config.n_indices}), "
                              f"got {tuple(indices.shape)}")
-        return indices.view(-1, *self.config.latent_shape)
+        return indices.reshape(-1, *self.config.latent_shape)
 
     def reconstruction_loss(self, logits: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Mean BCE over all cells, "on" cells weighted per channel, optionally focal.
