@@ -120,3 +120,14 @@ def test_the_script_runs_as_a_process(tiny_pair, tmp_path):
                              "--out", str(tmp_path / "one.mid"), "--bars", "1"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "one.mid").exists() and result.stdout.strip().endswith("one.mid")
+
+
+def test_the_bundled_weights_load_and_write_music(tmp_path):
+    """The pair in checkpoints/ is what users run first: it must load with this code and play."""
+    bundled = ROOT / "checkpoints"
+    if not (bundled / "vae.pt").exists() or not (bundled / "transformer.pt").exists():
+        pytest.skip(f"no bundled weights in {bundled}")
+    model = Bachsformer.from_checkpoints(bundled, "cpu")
+    piece = model.generate(bars=2, seed=0)[0]
+    assert piece.frames.shape[0] == 2 * model.meter[0] * 4 // model.meter[1]
+    assert len(piece.midi.instruments[0].notes) > 0
