@@ -112,6 +112,10 @@ def load_corpus(data: DataConfig, grid: FrameGrid, log=print) -> tuple:
     pieces, failures = load_pieces(paths, grid, data.cache_dir)
     for failure in failures:
         log(f"skipped {failure}")
+    for piece in pieces:
+        if piece.stats.get("out_of_range"):
+            verb = "dropped" if grid.out_of_range == "drop" else "folded onto the keyboard"
+            log(f"{piece.source}: {piece.stats['out_of_range']} notes outside A0-C8 {verb}")
     if not pieces:
         raise ConfigError(f"data.midi_dir: none of the {len(paths)} MIDI files in {data.midi_dir} can be used")
     good = [Path(p.source) for p in pieces]
