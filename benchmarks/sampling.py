@@ -10,8 +10,9 @@ cores. Peak RSS is the process maximum (`ru_maxrss`), interpreter and torch incl
 
     python benchmarks/sampling.py [--threads N ...] [--repeats N] [--sweep]
 
-`--threads 0` stands for torch's default thread count. `--sweep` adds the trade-off curve:
-tokens per second against n_layer / n_embd / n_kv_head, at 2,048 tokens.
+`--threads` gives generate's num_threads: 1 is its default, 0 stands for None (torch's own
+setting, all cores). `--sweep` adds the trade-off curve: tokens per second against n_layer /
+n_embd / n_kv_head, at 2,048 tokens.
 """
 from __future__ import annotations
 
@@ -52,46 +53,44 @@ def _random_inputs(cfg: GPTConfig, batch: int, prompt_len: int, total: int, seed
 
 
 def bench_sampling(config_overrides: dict | None = None, batch_sizes=(1, 32), lengths=(2048, 8192),
-                   repeats: int = 3, num_threads: int | None = None, prompt_len: int = 16) -> dict:
-    """Median sampling speed per batch size and length; num_threads None keeps torch's setting."""
-    threads_before = torch.get_num_threads()
-    if num_threads:
-        torch.set_num_threads(num_threads)
-    try:
-        torch.manual_seed(0)
-        cfg = replace(GPTConfig(), **(config_overrides or {}))
-        model = GPT(cfg).eval()
-        load_before = os.getloadavg()
-        runs = {}
-        for batch in batch_sizes:
-            prompt, extras = _random_inputs(cfg, batch, prompt_len, prompt_len + max(lengths))
-            model.generate(prompt, 256, generator=torch.Generator().manual_seed(0),
-                           extras=None if extras is None else extras[:, :prompt_len + 256])
-            for length in lengths:
-                walls, cpus = [], []
-                for r in range(repeats):
-                    g = torch.Generator().manual_seed(r)
-                    ex = None if extras is None else extras[:, :prompt_len + length]
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    model.generate(prompt, length, generator=g, extras=ex)
-                    walls.append(time.perf_counter() - t0)
-                    cpus.append(time.process_time() - c0)
-                wall, cpu = statistics.median(walls), statistics.median(cpus)
-                runs[f"batch{batch}_len{length}"] = {
-                    "batch": batch, "length": length,
-                    "tokens_per_s": batch * length / wall, "us_per_step": 1e6 * wall / length,
-                    "cpu_tokens_per_s": batch * length / cpu, "cpu_us_per_step": 1e6 * cpu / length,
-                    "wall_s": walls, "cpu_s": cpus,
-                }
-        kv_bytes = 2 * cfg.n_layer * cfg.kv_heads * cfg.head_size * cfg.block_size * 4
-        return {
-            "config": cfg.to_dict(), "n_params": model.num_params(), "torch_threads": torch.get_num_threads(),
-            "repeats": repeats, "prompt_len": prompt_len, "kv_cache_kb_per_sequence": kv_bytes / 1024,
-            "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
-            "runs": runs, "peak_rss_mb": _peak_rss_mb(),
-        }
-    finally:
-        torch.set_num_threads(threads_before)
+                   repeats: int = 3, num_threads: int | None = 1, prompt_len: int = 16) -> dict:
+    """Median sampling speed per batch size and length.
+
+    num_threads goes to `generate`: 1, its default, or None for torch's own setting
+    (`torch.get_num_threads()`, the number of cores unless the caller changed it).
+    """
+    torch.manual_seed(0)
+    cfg = replace(GPTConfig(), **(config_overrides or {}))
+    model = GPT(cfg).eval()
+    load_before = os.getloadavg()
+    runs = {}
+    for batch in batch_sizes:
+        prompt, extras = _random_inputs(cfg, batch, prompt_len, prompt_len + max(lengths))
+        model.generate(prompt, 256, generator=torch.Generator().manual_seed(0), num_threads=num_threads,
+                       extras=None if extras is None else extras[:, :prompt_len + 256])
+        for length in lengths:
+            walls, cpus = [], []
+            for r in range(repeats):
+                g = torch.Generator().manual_seed(r)
+                ex = None if extras is None else extras[:, :prompt_len + length]
+                t0, c0 = time.perf_counter(), time.process_time()
+                model.generate(prompt, length, generator=g, extras=ex, num_threads=num_threads)
+                walls.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
+            wall, cpu = statistics.median(walls), statistics.median(cpus)
+            runs[f"batch{batch}_len{length}"] = {
+                "batch": batch, "length": length,
+                "tokens_per_s": batch * length / wall, "us_per_step": 1e6 * wall / length,
+                "cpu_tokens_per_s": batch * length / cpu, "cpu_us_per_step": 1e6 * cpu / length,
+                "wall_s": walls, "cpu_s": cpus,
+            }
+    kv_bytes = 2 * cfg.n_layer * cfg.kv_heads * cfg.head_size * cfg.block_size * 4
+    return {
+        "config": cfg.to_dict(), "n_params": model.num_params(),
+        "threads": num_threads or torch.get_num_threads(), "repeats": repeats, "prompt_len": prompt_len,
+        "kv_cache_kb_per_sequence": kv_bytes / 1024, "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(), "runs": runs, "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def sweep(configs=SWEEP, batch_sizes=(1, 32), length: int = 2048, repeats: int = 3, num_threads: int = 1) -> list:
@@ -109,14 +108,16 @@ def sweep(configs=SWEEP, batch_sizes=(1, 32), length: int = 2048, repeats: int =
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[0, 1], help="0: torch's default")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 0],
+                        help="generate's num_threads; 0: None, torch's own setting")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", action="store_true")
     args = parser.parse_args()
     result = {"cpu_count": os.cpu_count(), "default_torch_threads": torch.get_num_threads(),
               "targets": {"batch1_tokens_per_s": 5000, "batch32_tokens_per_s": 50000}}
     for n in args.threads:
-        result[f"threads_{n or 'default'}"] = bench_sampling(num_threads=n or None, repeats=args.repeats)
+        key = f"num_threads_{n}" if n else f"num_threads_None_torch_{torch.get_num_threads()}"
+        result[key] = bench_sampling(num_threads=n or None, repeats=args.repeats)
     if args.sweep:
         result["sweep_1_thread_len2048"] = sweep(repeats=args.repeats)
     print(json.dumps(result, indent=2))

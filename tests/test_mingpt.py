@@ -105,6 +105,14 @@ def test_attention_span_is_block_size():
     assert torch.allclose(a[:, 4 + L:], b[:, 4 + L:], atol=1e-5)
 
 
+def test_changing_dtype_keeps_the_rotations():
+    model = tiny_model()
+    idx = random_tokens(model.config, 2, 8)
+    expected = model(idx, targets=idx)["logits"]
+    assert torch.allclose(model.double()(idx, targets=idx)["logits"].float(), expected, atol=1e-5)
+    assert torch.allclose(model.to(torch.float32)(idx, targets=idx)["logits"], expected, atol=1e-5)
+
+
 def test_num_params_counts_the_tied_head_once():
     model = GPT(GPTConfig(**TINY))
     assert model.lm_head.weight is model.transformer.wte.weight
@@ -238,7 +246,7 @@ def test_sampling_follows_the_filtered_softmax(temperature, top_k, top_p):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(temperature=0.0), "temperature"), (dict(temperature=-1.0), "temperature"),
     (dict(temperature=float("nan")), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
-    (dict(top_k=0), "top_k"), (dict(max_new_tokens=-1), "max_new_tokens"),
+    (dict(top_k=0), "top_k"), (dict(max_new_tokens=-1), "max_new_tokens"), (dict(num_threads=0), "num_threads"),
 ])
 def test_invalid_sampling_arguments_raise(kwargs, match):
     model = tiny_model()
@@ -247,15 +255,21 @@ def test_invalid_sampling_arguments_raise(kwargs, match):
         model.generate(idx, **{"max_new_tokens": 3, **kwargs})
 
 
-def test_generate_rejects_an_empty_prompt_and_restores_train_mode():
+def test_generate_rejects_an_empty_prompt_and_restores_train_mode_and_threads():
     model = tiny_model().train()
     with pytest.raises(ValueError, match="at least one token"):
         model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
+    torch.set_num_threads(2)
     out = model.generate(torch.zeros(1, 1, dtype=torch.long), 3)
-    assert model.training and not out.is_inference()
-    model.eval().generate(torch.zeros(1, 1, dtype=torch.long), 3)
+    assert model.training and not out.is_inference() and torch.get_num_threads() == 2
+    model.eval().generate(torch.zeros(1, 1, dtype=torch.long), 3, num_threads=None)
     assert not model.training
     assert torch.equal(model.generate(out, 0), out)
+
+
+def test_the_decoder_refuses_reduced_precision():
+    with pytest.raises(ValueError, match="float32"):
+        KVCacheDecoder(tiny_model().to(torch.bfloat16), 1)
 
 
 # ------------------------------------------------------------------------------------ extra inputs
