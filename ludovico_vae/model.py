@@ -53,6 +53,10 @@ class VQVAEConfig:
     # (0.29% of Goldberg cells against 2.7% sounding), so they get the larger weight.
     pos_weight: float | tuple[float, ...] = (4.0, 2.0)
     focal_gamma: float = 0.0  # > 0 multiplies each cell's BCE by (1 - p_true) ** gamma
+    # "local": each index codes its own patch of the frame (a 1x1 / 3x3 convolution next to the
+    # quantizer); "global": one linear layer over the whole latent grid on each side of the
+    # quantizer, so the 16 indices share out the frame's content wherever it lies.
+    mix: str = "local"
 
     def __post_init__(self):
         for name in ("channels", "n_keys", "steps", "latent_keys", "latent_steps", "codebook_size",
@@ -77,6 +81,8 @@ class VQVAEConfig:
         for name in ("ema_decay", "commitment_weight", "dead_code_threshold", "focal_gamma"):
             if not _is_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
+        if self.mix not in ("local", "global"):
+            raise ValueError(f"mix must be 'local' or 'global', got {self.mix!r}")
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size must be at least 2, got {self.codebook_size}")
         if self.latent_keys > self.n_keys:
@@ -153,6 +159,19 @@ class Unpatch(nn.Module):
         return x.permute(0, 1, 4, 2, 5, 3).reshape(b, self.out_channels, h * ph, w * pw)
 
 
+class GridMix(nn.Module):
+    """One linear layer over a whole (B, C, H, W) grid: every output cell sees every input cell."""
+
+    def __init__(self, in_channels: int, out_channels: int, shape: tuple):
+        super().__init__()
+        self.out_channels, self.shape = out_channels, tuple(shape)
+        cells = self.shape[0] * self.shape[1]
+        self.proj = nn.Linear(in_channels * cells, out_channels * cells)
+
+    def forward(self, x):
+        return self.proj(x.flatten(1)).view(x.shape[0], self.out_channels, *self.shape)
+
+
 def _key_padding(cfg: VQVAEConfig) -> int:
     """Rows of padding below the lowest key (and at least as many above the highest)."""
     return math.ceil((cfg.padded_keys - cfg.n_keys) / 2)
@@ -178,7 +197,9 @@ class Encoder(nn.Module):
             nn.Conv2d(w1, w2, _down(cfg), stride=_down(cfg)),  # (B, W1, 24, 6) -> (B, W2, 8, 2)
             *[ResBlock(w2) for _ in range(cfg.n_res_blocks)],
             nn.ReLU(),
-            nn.Conv2d(w2, cfg.code_dim, 1),  # (B, W2, 8, 2) -> (B, D, 8, 2)
+            # (B, W2, 8, 2) -> (B, D, 8, 2)
+            GridMix(w2, cfg.code_dim, cfg.latent_shape) if cfg.mix == "global"
+            else nn.Conv2d(w2, cfg.code_dim, 1),
         )
 
     def forward(self, frames):
@@ -191,7 +212,9 @@ class Decoder(nn.Module):
         w1, w2 = cfg.widths
         self.keys = slice(_key_padding(cfg), _key_padding(cfg) + cfg.n_keys)
         self.net = nn.Sequential(
-            nn.Conv2d(cfg.code_dim, w2, 3, padding=1),  # (B, D, 8, 2) -> (B, W2, 8, 2)
+            # (B, D, 8, 2) -> (B, W2, 8, 2)
+            GridMix(cfg.code_dim, w2, cfg.latent_shape) if cfg.mix == "global"
+            else nn.Conv2d(cfg.code_dim, w2, 3, padding=1),
             *[ResBlock(w2) for _ in range(cfg.n_res_blocks)],
             nn.ReLU(),
             Unpatch(w2, w1, _down(cfg)),  # (B, W2, 8, 2) -> (B, W1, 24, 6)

@@ -34,6 +34,7 @@ CONFIGS = {
                                             pos_weight=3.0),
     "odd keys, 4x3 grid, 8 codes": dict(TINY, n_keys=87, latent_keys=4, latent_steps=3, patch=(2, 2),
                                         codebook_size=8),
+    "global mix": dict(TINY, mix="global"),
 }
 
 
@@ -264,6 +265,7 @@ def test_forward_rejects_wrong_frame_shape():
     (dict(focal_gamma=-2.0), "focal_gamma"),
     (dict(pos_weight=(1.0, 2.0, 3.0)), "pos_weight"),
     (dict(pos_weight=0.0), "pos_weight"),
+    (dict(mix="everywhere"), "mix"),
 ])
 def test_config_validation_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
