@@ -1,46 +1,47 @@
 """Sampling speed of the GPT: tokens per second of `GPT.generate` with the key/value cache.
 
-For each batch size and length, `repeats` timed runs of generate(prompt, length) from a 16-token
-random prompt (untrained weights: the cost of a step does not depend on them), after one
-untimed run. Reported: medians of wall time and of this process's CPU time, as tokens per
-second (batch * length / seconds) and microseconds per step; equal rates at 2,048 and 8,192
-tokens mean the cost per token stays flat as a piece grows. CPU time is reported beside wall
-time because on a shared machine wall time also counts the time other processes held the
-cores. Peak RSS is the process maximum (`ru_maxrss`), interpreter and torch included.
+The model is the bundled `checkpoints/transformer.pt`'s config (random weights: the cost of a
+step does not depend on them). For batch 1 and 32 and for 2,048 and 8,192 new tokens, one timed
+generate(prompt, length) from a 16-token random prompt, after one untimed warm-up of 256 tokens;
+`python -m benchmarks` repeats the whole in fresh processes. Reported: tokens per second (batch
+* length / seconds) of wall time and of this process's CPU time (on a shared machine wall time
+also counts the time other processes held the cores). Equal rates at 2,048 and 8,192 tokens mean
+the cost per token stays flat as a piece grows.
 
-    python benchmarks/sampling.py [--threads N ...] [--repeats N] [--sweep]
+Threads: generate's `num_threads`, 1 unless `--threads` says otherwise (1 is what `generate.py`
+uses: a sampling step's ops are too small to share).
 
-`--threads` gives generate's num_threads: 1 is its default, 0 stands for None (torch's own
-setting, all cores). `--sweep` adds the trade-off curve: tokens per second against n_layer /
-n_embd / n_kv_head, at 2,048 tokens.
+    python -m benchmarks --only sampling
+    python benchmarks/sampling.py [--repeats N] [--threads N]   # the same
+    python benchmarks/sampling.py --sweep   # tokens/s against n_layer / n_embd / n_kv_head, 2,048 tokens
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+
+from benchmarks.common import bundled  # noqa: E402
 from mingpt.model import GPT, GPTConfig  # noqa: E402
 
+BATCH_SIZES, LENGTHS = (1, 32), (2048, 8192)
+TINY = dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=32, block_size=32, vocab_size=64)
+TINY_LENGTHS = (32, 64)
 SWEEP = [  # the trade-off curve: speed against size
     dict(n_layer=2, n_embd=128), dict(n_layer=3, n_embd=128), dict(n_layer=4, n_embd=64),
     dict(n_layer=4, n_embd=96), dict(n_layer=4, n_embd=128), dict(n_layer=4, n_embd=128, n_kv_head=None),
     dict(n_layer=6, n_embd=128), dict(n_layer=4, n_embd=192, n_head=6),
     dict(n_layer=6, n_head=6, n_embd=192, n_kv_head=None),
 ]
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def _random_inputs(cfg: GPTConfig, batch: int, prompt_len: int, total: int, seed: int = 0):
@@ -52,22 +53,21 @@ def _random_inputs(cfg: GPTConfig, batch: int, prompt_len: int, total: int, seed
     return prompt, extras
 
 
-def bench_sampling(config_overrides: dict | None = None, batch_sizes=(1, 32), lengths=(2048, 8192),
-                   repeats: int = 3, num_threads: int | None = 1, prompt_len: int = 16) -> dict:
+def bench_sampling(cfg: GPTConfig | None = None, batch_sizes=BATCH_SIZES, lengths=LENGTHS, repeats: int = 1,
+                   num_threads: int | None = 1, prompt_len: int = 16, warmup: int = 256) -> dict:
     """Median sampling speed per batch size and length.
 
     num_threads goes to `generate`: 1, its default, or None for torch's own setting
     (`torch.get_num_threads()`, the number of cores unless the caller changed it).
     """
     torch.manual_seed(0)
-    cfg = replace(GPTConfig(), **(config_overrides or {}))
+    cfg = cfg or GPTConfig()
     model = GPT(cfg).eval()
-    load_before = os.getloadavg()
-    runs = {}
+    figures, walls_by_run = {}, {}
     for batch in batch_sizes:
-        prompt, extras = _random_inputs(cfg, batch, prompt_len, prompt_len + max(lengths))
-        model.generate(prompt, 256, generator=torch.Generator().manual_seed(0), num_threads=num_threads,
-                       extras=None if extras is None else extras[:, :prompt_len + 256])
+        prompt, extras = _random_inputs(cfg, batch, prompt_len, prompt_len + max(lengths + (warmup,)))
+        model.generate(prompt, warmup, generator=torch.Generator().manual_seed(0), num_threads=num_threads,
+                       extras=None if extras is None else extras[:, :prompt_len + warmup])
         for length in lengths:
             walls, cpus = [], []
             for r in range(repeats):
@@ -77,47 +77,42 @@ def bench_sampling(config_overrides: dict | None = None, batch_sizes=(1, 32), le
                 model.generate(prompt, length, generator=g, extras=ex, num_threads=num_threads)
                 walls.append(time.perf_counter() - t0)
                 cpus.append(time.process_time() - c0)
-            wall, cpu = statistics.median(walls), statistics.median(cpus)
-            runs[f"batch{batch}_len{length}"] = {
-                "batch": batch, "length": length,
-                "tokens_per_s": batch * length / wall, "us_per_step": 1e6 * wall / length,
-                "cpu_tokens_per_s": batch * length / cpu, "cpu_us_per_step": 1e6 * cpu / length,
-                "wall_s": walls, "cpu_s": cpus,
-            }
+            key = f"batch{batch}_len{length}"
+            figures[f"{key}_tokens_per_s"] = batch * length / statistics.median(walls)
+            figures[f"{key}_cpu_tokens_per_s"] = batch * length / statistics.median(cpus)
+            walls_by_run[key] = walls
     kv_bytes = 2 * cfg.n_layer * cfg.kv_heads * cfg.head_size * cfg.block_size * 4
     return {
-        "config": cfg.to_dict(), "n_params": model.num_params(),
-        "threads": num_threads or torch.get_num_threads(), "repeats": repeats, "prompt_len": prompt_len,
-        "kv_cache_kb_per_sequence": kv_bytes / 1024, "load_avg_before": load_before,
-        "load_avg_after": os.getloadavg(), "runs": runs, "peak_rss_mb": _peak_rss_mb(),
+        "figures": figures,
+        "info": {"config": cfg.to_dict(), "n_params": model.num_params(),
+                 "torch_threads": num_threads or torch.get_num_threads(), "repeats_in_process": repeats,
+                 "prompt_len": prompt_len, "kv_cache_kb_per_sequence": kv_bytes / 1024, "wall_s": walls_by_run},
     }
 
 
-def sweep(configs=SWEEP, batch_sizes=(1, 32), length: int = 2048, repeats: int = 3, num_threads: int = 1) -> list:
-    """tokens/s against model size: the trade-off curve."""
+def measure(tiny: bool = False, threads: int | None = None) -> dict:
+    """The bundled transformer at batch 1 and 32, 2,048 and 8,192 tokens; tiny: a small model, 32 and 64."""
+    if tiny:
+        return bench_sampling(replace(GPTConfig(), **TINY), lengths=TINY_LENGTHS, num_threads=threads or 1,
+                              warmup=8)
+    model_config, _ = bundled("transformer")
+    return bench_sampling(GPTConfig.from_dict(model_config), num_threads=threads or 1)
+
+
+def sweep(configs=SWEEP, batch_sizes=BATCH_SIZES, length: int = 2048, repeats: int = 3, num_threads: int = 1) -> list:
+    """tokens/s against model size (overrides of the `GPTConfig` defaults): the trade-off curve."""
     rows = []
     for overrides in configs:
-        r = bench_sampling(overrides, batch_sizes, (length,), repeats, num_threads)
-        rows.append({"overrides": overrides, "n_params": r["n_params"],
-                     **{f"batch{b}_tokens_per_s": r["runs"][f"batch{b}_len{length}"]["tokens_per_s"] for b in batch_sizes},
-                     **{f"batch{b}_cpu_tokens_per_s": r["runs"][f"batch{b}_len{length}"]["cpu_tokens_per_s"]
-                        for b in batch_sizes},
-                     "load_avg_after": r["load_avg_after"]})
+        r = bench_sampling(replace(GPTConfig(), **overrides), batch_sizes, (length,), repeats, num_threads)
+        rows.append({"overrides": overrides, "n_params": r["info"]["n_params"], **r["figures"],
+                     "load_avg_after": os.getloadavg()})
     return rows
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 0],
-                        help="generate's num_threads; 0: None, torch's own setting")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sweep", action="store_true")
-    args = parser.parse_args()
-    result = {"cpu_count": os.cpu_count(), "default_torch_threads": torch.get_num_threads(),
-              "targets": {"batch1_tokens_per_s": 5000, "batch32_tokens_per_s": 50000}}
-    for n in args.threads:
-        key = f"num_threads_{n}" if n else f"num_threads_None_torch_{torch.get_num_threads()}"
-        result[key] = bench_sampling(num_threads=n or None, repeats=args.repeats)
-    if args.sweep:
-        result["sweep_1_thread_len2048"] = sweep(repeats=args.repeats)
-    print(json.dumps(result, indent=2))
+    if "--sweep" in sys.argv[1:]:
+        print(json.dumps({"cpu_count": os.cpu_count(), "sweep_1_thread_len2048": sweep()}, indent=2))
+        sys.exit(0)
+    from benchmarks.__main__ import main
+
+    sys.exit(main(["--only", "sampling", *sys.argv[1:]]))

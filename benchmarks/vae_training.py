@@ -1,30 +1,31 @@
 """Training throughput of the VQ-VAE: frames per second of forward + backward + AdamW step.
 
-Random sparse frames (about 3% of cells on, onsets a subset of sounding cells) stand in for the
-corpus: the cost of a step does not depend on what the frames hold. Each step is timed alone;
-`samples_per_s` is the batch size over the median step time, robust to the other jobs on a
-shared machine, `mean_samples_per_s` the same over the mean. Peak RSS is `ru_maxrss` of this
-process, so it includes the interpreter and torch. The load average is reported alongside
-because these machines are shared: compare runs made side by side.
+The model is the bundled `checkpoints/vae.pt`'s config at its training batch size (256), with
+random weights. Random sparse frames (about 3% of cells on, onsets a subset of sounding cells)
+stand in for the corpus: the cost of a step does not depend on what the frames hold. Each step
+is timed alone; `samples_per_s` is the batch size over the median step time, robust to the other
+jobs on a shared machine, `mean_samples_per_s` the same over the mean.
 
-    python benchmarks/vae_training.py [--batch-size 256 512] [--steps 20] [--warmup 3]
+    python -m benchmarks --only vae_training
+    python benchmarks/vae_training.py [--repeats N] [--threads N]   # the same
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import resource
 import statistics
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch  # noqa: E402
+
+from benchmarks.common import bundled  # noqa: E402
 from ludovico_vae.model import VQVAE, VQVAEConfig  # noqa: E402
+
+TINY = dict(codebook_size=16, code_dim=8, widths=(8, 8), n_res_blocks=1)
 
 
 def random_frames(batch_size: int, cfg: VQVAEConfig, density: float = 0.03) -> torch.Tensor:
@@ -34,11 +35,11 @@ def random_frames(batch_size: int, cfg: VQVAEConfig, density: float = 0.03) -> t
     return torch.cat([onsets] * (cfg.channels - 1) + [sounding], dim=1)
 
 
-def bench_vae_training(batch_size: int = 256, steps: int = 20, warmup: int = 3,
-                       config_overrides: dict | None = None) -> dict:
+def bench_vae_training(cfg: VQVAEConfig | None = None, batch_size: int = 256, steps: int = 20,
+                       warmup: int = 3) -> dict:
     """Train on random frames for `warmup` untimed then `steps` timed steps; returns the figures."""
     torch.manual_seed(0)
-    cfg = replace(VQVAEConfig(), **(config_overrides or {}))
+    cfg = cfg or VQVAEConfig()
     model = VQVAE(cfg).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
     batches = [random_frames(batch_size, cfg) for _ in range(4)]
@@ -53,26 +54,24 @@ def bench_vae_training(batch_size: int = 256, steps: int = 20, warmup: int = 3,
         times.append(time.perf_counter() - start)
     timed = times[warmup:]
     return {
-        "batch_size": batch_size,
-        "steps": steps,
-        "samples_per_s": batch_size / statistics.median(timed),
-        "mean_samples_per_s": batch_size * len(timed) / sum(timed),
-        "median_step_ms": 1000 * statistics.median(timed),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "n_params": model.num_params(),
-        "weights_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
-        "torch_threads": torch.get_num_threads(),
-        "load_average": os.getloadavg(),
-        "final_loss": out["loss"].item(),
-        "config": cfg.to_dict(),
+        "figures": {"samples_per_s": batch_size / statistics.median(timed),
+                    "mean_samples_per_s": batch_size * len(timed) / sum(timed),
+                    "median_step_ms": 1000 * statistics.median(timed)},
+        "info": {"batch_size": batch_size, "steps": steps, "warmup_steps": warmup, "n_params": model.num_params(),
+                 "torch_threads": torch.get_num_threads(), "final_loss": out["loss"].item(),
+                 "config": cfg.to_dict()},
     }
 
 
+def measure(tiny: bool = False, threads: int | None = None) -> dict:
+    """The bundled VAE at its training batch size; tiny: a small model, batch 4, 2 steps."""
+    if tiny:
+        return bench_vae_training(replace(VQVAEConfig(), **TINY), batch_size=4, steps=2, warmup=1)
+    model_config, batch_size = bundled("vae")
+    return bench_vae_training(VQVAEConfig.from_dict(model_config), batch_size)
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[256])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    args = parser.parse_args()
-    results = [bench_vae_training(b, args.steps, args.warmup) for b in args.batch_size]
-    print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    from benchmarks.__main__ import main
+
+    sys.exit(main(["--only", "vae_training", *sys.argv[1:]]))
