@@ -101,10 +101,20 @@ def training_config(sections: dict, args) -> dict:
 
 def training_main(prog: str, doc: str, default_config, sections: dict, train, kind: str,
                   aliases=("midi_dir", "device"), argv=None) -> int:
-    """The command line of a training script: train, resume, or export a checkpoint's weights."""
+    """The command line of a training script: train, resume, or export a checkpoint's weights.
+
+    Under torchrun each process runs it; errors name the rank, and only rank 0 exports.
+    """
+    from .distributed import launch_rank
     from .runtime import export_weights, refuse_overwrite
 
+    rank, world_size = launch_rank()
+    if world_size > 1:
+        prog = f"{prog} [rank {rank}]"
+
     def run(args) -> None:
+        if args.export and rank:  # one process writes the export
+            return
         if args.export:
             refuse_overwrite(args.export[1], args.force)
             export_weights(*args.export, kind)

@@ -50,15 +50,23 @@ def piece_metrics(piece: Piece, recon: np.ndarray, reference=None) -> dict:
     return scores
 
 
-def evaluate_pieces(model: VQVAE, pieces: list, device, references=None) -> tuple:
-    """Per-piece metrics and a summary (means, minimum note F1, codebook use over all pieces)."""
-    rows, all_indices = [], []
-    for i, piece in enumerate(pieces):
-        recon, indices = reconstruct(model, piece.frames, device)
-        row = {"piece": piece.name, **piece_metrics(piece, recon, None if references is None else references[i])}
-        row.update(codebook_stats(indices, model.config.codebook_size))
-        rows.append(row)
-        all_indices.append(indices)
+def evaluate_piece(model: VQVAE, piece: Piece, device, reference=None) -> tuple:
+    """(metrics row, indices) of one piece's reconstruction."""
+    recon, indices = reconstruct(model, piece.frames, device)
+    row = {"piece": piece.name, **piece_metrics(piece, recon, reference)}
+    row.update(codebook_stats(indices, model.config.codebook_size))
+    return row, indices
+
+
+def evaluate_pieces(model: VQVAE, pieces: list, device, references=None, map_fn=map) -> tuple:
+    """Per-piece metrics and a summary (means, minimum note F1, codebook use over all pieces).
+
+    `map_fn(fn, items)` runs the per-piece work: a distributed run passes `World.map`, which shares
+    the pieces out among its ranks and hands every rank all the results.
+    """
+    references = [None] * len(pieces) if references is None else references
+    results = list(map_fn(lambda i: evaluate_piece(model, pieces[i], device, references[i]), range(len(pieces))))
+    rows, all_indices = [row for row, _ in results], [indices for _, indices in results]
     summary = {}
     if rows:
         for key in ("note_f1", "onset_f1", "cell_f1"):

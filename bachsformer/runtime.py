@@ -155,10 +155,12 @@ def refuse_overwrite(path, force: bool) -> None:
 class RunFolder:
     """A training run's folder: its resolved config, metrics, and `last`/`best` checkpoints.
 
-    A folder that already holds a run is continued only with `resume`, never overwritten.
+    A folder that already holds a run is continued only with `resume`, never overwritten. With
+    `write=False` (the ranks other than 0 of a distributed run) the folder is only checked: rank 0
+    alone writes the config, metrics and checkpoints.
     """
 
-    def __init__(self, out_dir, resume: bool, config: dict):
+    def __init__(self, out_dir, resume: bool, config: dict, write: bool = True):
         from .config import ConfigError, config_to_dict, save_config
 
         self.dir = Path(out_dir)
@@ -169,6 +171,8 @@ class RunFolder:
         if resume and not self.last.exists():
             raise ConfigError(f"train.out_dir: nothing to resume, {self.last} does not exist")
         self.config_dict = config_to_dict(config)
+        if not write:
+            return
         if not resume:
             self.dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.dir / "config.yaml")
@@ -189,6 +193,6 @@ class RunFolder:
 def export_weights(source, destination, kind: str) -> None:
     """Keep what generation needs (weights, configs, metrics, hashes); drop optimizer and RNG state."""
     state = load_checkpoint(source, kind)
-    for key in ("trainer", "torch_rng"):
+    for key in ("trainer", "torch_rng", "rank_rngs"):
         state.pop(key, None)
     save_checkpoint(state, destination)

@@ -1,6 +1,7 @@
 """Training the Bachsformer transformer on the codes of a VQ-VAE: the corpus encoded once (cached),
 windows of whole frames, the same held-out pieces as the VAE, bits per token on held-out and
-training pieces, atomic `last`/`best` checkpoints that name their VAE, and exact resume.
+training pieces, atomic `last`/`best` checkpoints that name their VAE, and exact resume, on one
+process or several (torchrun, see `bachsformer.distributed`).
 `train_transformer.py` is its command line.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ludovico_vae.files import sha256_file
@@ -22,7 +24,8 @@ from mingpt.model import GPT, GPTConfig
 from mingpt.trainer import Trainer, TrainerConfig
 
 from .config import ConfigError
-from .runtime import CheckpointError, RunFolder, load_checkpoint, resolve_device, seed_everything
+from .distributed import World, joined
+from .runtime import CheckpointError, RunFolder, load_checkpoint, seed_everything
 from .tokens import BEAT_SLOT, FRAME_INDEX, TokenWindows, encode_corpus, token_extras
 from .vae_training import DataConfig, load_corpus, load_vae, split_pieces
 
@@ -58,7 +61,7 @@ class GPTTrainConfig(TrainerConfig):
     warmup_steps: int = 200
     min_lr_ratio: float = 0.1
     max_steps: int = 6000
-    batch_size: int = 64
+    batch_size: int = 64  # the global batch: a distributed run splits it evenly over its processes
     eval_every: int = 500  # steps between evaluations (and checkpoints)
     monitor_pieces: int = 3  # training pieces also scored at each evaluation, to show overfitting
     seed: int = 0
@@ -113,13 +116,17 @@ def unigram_bits(pieces: list, vocab_size: int) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def likelihood(model: GPT, pieces: list, extra_inputs, device) -> tuple:
-    """Per-piece bits per token and the overall figure (weighted by tokens)."""
+def likelihood(model: GPT, pieces: list, extra_inputs, device, map_fn=map) -> tuple:
+    """Per-piece bits per token and the overall figure (weighted by tokens).
+
+    `map_fn(fn, items)` runs the per-piece work: a distributed run passes `World.map`, which shares
+    the pieces out among its ranks and hands every rank all the results.
+    """
     was_training = model.training
     model.eval()
+    scored = list(map_fn(lambda piece: piece_bits(model, piece, extra_inputs, device), pieces))
     rows, total_bits, total_tokens = [], 0.0, 0
-    for piece in pieces:
-        bits, n = piece_bits(model, piece, extra_inputs, device)
+    for piece, (bits, n) in zip(pieces, scored):
         rows.append({"piece": piece.name, "tokens": n, "bits_per_token": bits / n,
                      "unigram_bits_per_token": unigram_bits([piece], model.config.vocab_size)})
         total_bits, total_tokens = total_bits + bits, total_tokens + n
@@ -154,13 +161,23 @@ def corpus_style(pieces: list) -> dict:
 
 
 def train_transformer(config: dict, resume: bool = False, log=print, progress: bool = True, on_step=None) -> dict:
-    """Train (or resume) the transformer as `config` says; returns the last evaluation's metrics."""
+    """Train (or resume) the transformer as `config` says; returns the last evaluation's metrics.
+
+    Under torchrun every process runs this, joined in one run (see `bachsformer.distributed`).
+    """
+    with joined(config["train"].device) as world:
+        return _train_transformer(config, world, resume, log, progress, on_step)
+
+
+def _train_transformer(config: dict, world: World, resume: bool, log, progress: bool, on_step) -> dict:
     data, train = config["data"], config["train"]
-    run = RunFolder(train.out_dir, resume, config)
+    run = RunFolder(train.out_dir, resume, config, write=world.is_main)
+    log = world.main_only(log)
     if train.threads:
         torch.set_num_threads(train.threads)
-    device = resolve_device(train.device)
+    device = world.device
     seed_everything(train.seed)
+    local_batch = world.share(train.batch_size)
     corpus = load_token_corpus(data, device, log)
     vae_config = corpus["vae"].config
     model_config = model_config_for_data(config["model"], data, vae_config.codebook_size, vae_config.n_indices)
@@ -170,10 +187,12 @@ def train_transformer(config: dict, resume: bool = False, log=print, progress: b
     monitor = corpus["train_as_written"][::max(1, len(corpus["train_as_written"]) // max(1, train.monitor_pieces))]
     monitor = monitor[:train.monitor_pieces]
     log(f"{len(corpus['train_as_written'])} training pieces x {len(data.transpositions)} transpositions = "
-        f"{len(windows)} windows of {windows.block_size} tokens; {len(corpus['held_out'])} held out; device {device}")
+        f"{len(windows)} windows of {windows.block_size} tokens; {len(corpus['held_out'])} held out; device {device}"
+        + (f", {world.size} processes of {local_batch} windows a batch" if world.size > 1 else ""))
 
     model = GPT(model_config).to(device)
-    trainer = Trainer(model, train, train.max_steps, device)
+    trainer = Trainer(world.wrap(model), train, train.max_steps, device)
+    world.seed_ranks(train.seed)
     if on_step is not None:
         trainer.add_callback("on_batch_end", lambda t, **_: on_step(t))
     metrics = run.metrics({"bits per token": ["train_bits", "monitor_bits", "val_bits", "val_unigram_bits"],
@@ -185,24 +204,31 @@ def train_transformer(config: dict, resume: bool = False, log=print, progress: b
             raise ConfigError(f"{run.last}: the VAE or the corpus changed since this run started")
         model.load_state_dict(state["model"])
         trainer.load_state_dict(state["trainer"])
-        torch.set_rng_state(state["torch_rng"])
+        world.restore_rng(state, train.seed)
         best = state["best_metric"]
-        metrics.truncate_after(trainer.step)
+        if world.is_main:
+            metrics.truncate_after(trainer.step)
         log(f"resumed {run.last} at step {trainer.step}")
     val_unigram = unigram_bits(corpus["held_out"], model_config.vocab_size) if corpus["held_out"] else float("nan")
 
+    # each epoch's seeded permutation of the windows, dealt out: rank r takes positions r, r + size, ...
+    sampler = DistributedSampler(range(len(windows)), world.size, world.rank, seed=train.seed * 1_000_003)
+
     def batch_for(step: int) -> tuple:
-        """The batch of a step depends on the seed and the step alone, so a resumed run sees the same data."""
+        """The batch of a step depends on the seed and the step alone, so a resumed run sees the same data.
+
+        The global batch is the same whatever the number of processes; this rank gets its share.
+        """
         per_epoch = len(windows) // train.batch_size or 1
         epoch, offset = divmod(step, per_epoch)
-        order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(train.seed * 1_000_003 + epoch))
-        rows = order[offset * train.batch_size:(offset + 1) * train.batch_size].numpy()
+        sampler.set_epoch(epoch)
+        rows = np.array(list(sampler))[offset * local_batch:(offset + 1) * local_batch]
         x, y, e = windows.batch(rows)
         return x.to(device), y.to(device), select_extras(e, data.extra_inputs)
 
     row, loss_sum, loss_n, started = {}, 0.0, 0, time.perf_counter()
-    bar = tqdm(total=train.max_steps, initial=trainer.step, disable=not progress, desc="transformer",
-               unit="step", dynamic_ncols=True)
+    bar = tqdm(total=train.max_steps, initial=trainer.step, disable=not (progress and world.is_main),
+               desc="transformer", unit="step", dynamic_ncols=True)
     while trainer.step < train.max_steps:
         x, y, e = batch_for(trainer.step)
         e = None if e is None else e.to(device)
@@ -213,14 +239,14 @@ def train_transformer(config: dict, resume: bool = False, log=print, progress: b
         if trainer.step % train.eval_every and trainer.step != train.max_steps:
             continue
         elapsed = time.perf_counter() - started
-        _, val_bits = likelihood(model, corpus["held_out"], data.extra_inputs, device)
-        _, monitor_bits = likelihood(model, monitor, data.extra_inputs, device)
-        row = {"step": trainer.step, "lr": trainer.lr, "train_bits": loss_sum / loss_n / math.log(2),
+        train_loss = world.sum([loss_sum])[0] / world.size  # ranks' batches are equal: the global batch mean
+        _, val_bits = likelihood(model, corpus["held_out"], data.extra_inputs, device, map_fn=world.map)
+        _, monitor_bits = likelihood(model, monitor, data.extra_inputs, device, map_fn=world.map)
+        row = {"step": trainer.step, "lr": trainer.lr, "train_bits": train_loss / loss_n / math.log(2),
                "monitor_bits": monitor_bits, "val_bits": val_bits, "val_unigram_bits": val_unigram,
                "tokens_per_s": loss_n * train.batch_size * windows.block_size / elapsed, "elapsed_s": elapsed}
-        metrics.append(row)
         score = val_bits if corpus["held_out"] else monitor_bits
-        improved = score < best
+        improved = score < best  # every rank holds the same metrics, so all agree on `best`
         best = min(best, score)
         state = {"kind": CHECKPOINT_KIND, "format": CHECKPOINT_FORMAT, "model_config": model_config.to_dict(),
                  "model": model.state_dict(), "trainer": trainer.state_dict(), "step": trainer.step,
@@ -229,11 +255,13 @@ def train_transformer(config: dict, resume: bool = False, log=print, progress: b
                  "vae_sha256": corpus["vae_sha256"], "vae_model_config": vae_config.to_dict(),
                  "grid": corpus["grid"].to_dict(), "corpus_hash": corpus["corpus_hash"],
                  "held_out": list(data.held_out), "style": corpus["style"], "config": run.config_dict,
-                 "torch_rng": torch.get_rng_state()}
-        run.save(state, improved)
-        bar.write(f"step {trainer.step}: train {row['train_bits']:.3f}, training pieces {monitor_bits:.3f}, "
-                  f"held-out {val_bits:.3f} bits/token (unigram {val_unigram:.3f}), "
-                  f"{row['tokens_per_s']:.0f} tokens/s{' *' if improved else ''}")
+                 **world.rng_state()}
+        if world.is_main:
+            metrics.append(row)
+            run.save(state, improved)
+            bar.write(f"step {trainer.step}: train {row['train_bits']:.3f}, training pieces {monitor_bits:.3f}, "
+                      f"held-out {val_bits:.3f} bits/token (unigram {val_unigram:.3f}), "
+                      f"{row['tokens_per_s']:.0f} tokens/s{' *' if improved else ''}")
         loss_sum, loss_n, started = 0.0, 0, time.perf_counter()
     bar.close()
     return row

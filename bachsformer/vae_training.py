@@ -1,5 +1,6 @@
 """Training the Ludovico VQ-VAE: a piece-level split, transposition, evaluation by note F1 on the
-held-out pieces, atomic `last`/`best` checkpoints and exact resume. `train_vq_vae.py` is its CLI.
+held-out pieces, atomic `last`/`best` checkpoints and exact resume, on one process or several
+(torchrun, see `bachsformer.distributed`). `train_vq_vae.py` is its CLI.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ludovico_vae.dataset import corpus_hash, find_midi_files, load_pieces
@@ -20,8 +22,9 @@ from ludovico_vae.model import VQVAE, VQVAEConfig
 from mingpt.trainer import Trainer, TrainerConfig
 
 from .config import ConfigError
+from .distributed import World, joined
 from .reconstruction import evaluate_pieces
-from .runtime import CheckpointError, RunFolder, load_checkpoint, resolve_device, seed_everything
+from .runtime import CheckpointError, RunFolder, load_checkpoint, seed_everything
 
 CHECKPOINT_KIND = "vae"
 CHECKPOINT_FORMAT = 1
@@ -42,7 +45,7 @@ class VAETrainConfig(TrainerConfig):
     warmup_steps: int = 200
     min_lr_ratio: float = 0.05
     epochs: int = 150
-    batch_size: int = 256
+    batch_size: int = 256  # the global batch: a distributed run splits it evenly over its processes
     eval_every: int = 10  # epochs between evaluations (and checkpoints)
     transpose: int = 6  # random shift of each frame by up to this many semitones, kept on the keyboard
     monitor_pieces: int = 3  # training pieces also scored at each evaluation, to show overfitting
@@ -72,8 +75,11 @@ def model_config_for_grid(model: VQVAEConfig, grid: FrameGrid) -> VQVAEConfig:
         raise ConfigError(f"model: {e} (grid.steps_per_quarter={grid.steps_per_quarter})") from None
 
 
-def transpose_frames(frames: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Shift each frame `(B, C, K, T)` along the keys by a random amount that keeps it on the keyboard."""
+def transpose_frames(frames: torch.Tensor, max_shift: int, u: torch.Tensor) -> torch.Tensor:
+    """Shift each frame `(B, C, K, T)` along the keys by a random amount that keeps it on the keyboard.
+
+    `u (B,)` holds one uniform draw in [0, 1) per frame, which picks its shift among the allowed ones.
+    """
     if max_shift == 0:
         return frames
     b, _, k, _ = frames.shape
@@ -83,7 +89,7 @@ def transpose_frames(frames: torch.Tensor, max_shift: int, generator: torch.Gene
     highest = torch.where(active, keys, -1).amax(dim=1)
     low = torch.clamp(-lowest, min=-max_shift)
     high = torch.clamp(k - 1 - highest, max=max_shift)
-    u = torch.rand(b, generator=generator).to(frames.device)
+    u = u.to(frames.device)
     shift = low + torch.floor(u * (high - low + 1)).long()
     source = keys[None, :] - shift[:, None]  # (B, K): out[k] = in[k - shift]
     valid = (source >= 0) & (source < k)
@@ -134,26 +140,38 @@ def _monitor_subset(pieces: list, n: int) -> list:
 def train_vae(config: dict, resume: bool = False, log=print, progress: bool = True, on_step=None) -> dict:
     """Train (or resume) a VQ-VAE as `config` says; returns the last evaluation's metrics.
 
+    Under torchrun every process runs this, joined in one run (see `bachsformer.distributed`).
     `on_step(trainer)` is called after every optimisation step (tests interrupt training with it).
     """
+    with joined(config["train"].device) as world:
+        return _train_vae(config, world, resume, log, progress, on_step)
+
+
+def _train_vae(config: dict, world: World, resume: bool, log, progress: bool, on_step) -> dict:
     grid, data, train = config["grid"], config["data"], config["train"]
     model_config = model_config_for_grid(config["model"], grid)
-    run = RunFolder(train.out_dir, resume, config)
+    run = RunFolder(train.out_dir, resume, config, write=world.is_main)
+    log = world.main_only(log)
     if train.threads:
         torch.set_num_threads(train.threads)
-    device = resolve_device(train.device)
+    device = world.device
     seed_everything(train.seed)
+    local_batch = world.share(train.batch_size)
 
     pieces, data_hash = load_corpus(data, grid, log)
     train_pieces, val_pieces = split_pieces(pieces, data.held_out)
     monitor = _monitor_subset(train_pieces, train.monitor_pieces)
     frames = torch.from_numpy(np.concatenate([p.frames for p in train_pieces])).to(device)
     steps_per_epoch = math.ceil(len(frames) / train.batch_size)
+    # each epoch's seeded permutation of the frames, dealt out: rank r takes positions r, r + size, ...
+    sampler = DistributedSampler(range(len(frames)), world.size, world.rank, seed=train.seed * 1_000_003)
     log(f"{len(train_pieces)} training pieces ({len(frames)} frames), {len(val_pieces)} held out "
-        f"({', '.join(p.name for p in val_pieces) or 'none'}); device {device}")
+        f"({', '.join(p.name for p in val_pieces) or 'none'}); device {device}"
+        + (f", {world.size} processes of {local_batch} frames a batch" if world.size > 1 else ""))
 
     model = VQVAE(model_config).to(device)
-    trainer = Trainer(model, train, train.epochs * steps_per_epoch, device)
+    trainer = Trainer(world.wrap(model), train, train.epochs * steps_per_epoch, device)
+    world.seed_ranks(train.seed)
     if on_step is not None:
         trainer.add_callback("on_batch_end", lambda t, **_: on_step(t))
     start_epoch, best = 0, -1.0
@@ -167,39 +185,46 @@ def train_vae(config: dict, resume: bool = False, log=print, progress: bool = Tr
             raise ConfigError(f"{run.last}: the corpus in {data.midi_dir} changed since this run started")
         model.load_state_dict(state["model"])
         trainer.load_state_dict(state["trainer"])
-        torch.set_rng_state(state["torch_rng"])
+        world.restore_rng(state, train.seed)
         start_epoch, best = state["epoch"], state["best_metric"]
-        metrics.truncate_after(trainer.step)
+        if world.is_main:
+            metrics.truncate_after(trainer.step)
         log(f"resumed {run.last} at epoch {start_epoch}, step {trainer.step}")
 
-    def checkpoint(epoch: int, row: dict) -> dict:
+    def checkpoint(epoch: int, row: dict, rng: dict) -> dict:
         return {"kind": CHECKPOINT_KIND, "format": CHECKPOINT_FORMAT, "model_config": model_config.to_dict(),
                 "grid": grid.to_dict(), "model": model.state_dict(), "trainer": trainer.state_dict(),
                 "epoch": epoch, "step": trainer.step, "best_metric": best, "metrics": row,
-                "corpus_hash": data_hash, "held_out": list(data.held_out), "config": run.config_dict,
-                "torch_rng": torch.get_rng_state()}
+                "corpus_hash": data_hash, "held_out": list(data.held_out), "config": run.config_dict, **rng}
 
-    row = {}
-    bar = tqdm(total=train.epochs * steps_per_epoch, initial=trainer.step, disable=not progress,
+    row, keys = {}, ("loss", "recon_loss", "vq_loss", "perplexity", "codes_used")
+    bar = tqdm(total=train.epochs * steps_per_epoch, initial=trainer.step, disable=not (progress and world.is_main),
                desc="vq-vae", unit="step", dynamic_ncols=True)
-    sums, seen, started = {}, 0, time.perf_counter()
+    sums, seen, started = dict.fromkeys(keys, 0.0), 0, time.perf_counter()
     for epoch in range(start_epoch, train.epochs):
-        shuffle = torch.Generator().manual_seed(train.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(frames), generator=shuffle).to(device)
+        sampler.set_epoch(epoch)
+        mine = torch.tensor(list(sampler), device=device)
+        # one draw per position of the epoch's order, dealt out like the positions: a frame is
+        # transposed alike whatever the number of processes
+        draws = np.random.default_rng([train.seed, epoch]).random(sampler.total_size, dtype=np.float32)
+        shifts = torch.from_numpy(draws[world.rank::world.size])
         for i in range(steps_per_epoch):
-            batch = frames[order[i * train.batch_size:(i + 1) * train.batch_size]].float()
-            batch = transpose_frames(batch, train.transpose, shuffle)
+            part = slice(i * local_batch, (i + 1) * local_batch)
+            batch = transpose_frames(frames[mine[part]].float(), train.transpose, shifts[part])
             result = trainer.train_step(batch)
-            for key in ("loss", "recon_loss", "vq_loss", "perplexity", "codes_used"):
-                sums[key] = sums.get(key, 0.0) + result[key] * len(batch)
+            for key in keys:
+                sums[key] += result[key] * len(batch)
             seen += len(batch)
             bar.update(1)
             bar.set_postfix(loss=f"{result['loss']:.4f}", ppl=f"{result['perplexity']:.1f}", refresh=False)
         if (epoch + 1) % train.eval_every and epoch + 1 != train.epochs:
             continue
         elapsed = time.perf_counter() - started
-        _, val = evaluate_pieces(model, val_pieces, device)
-        _, seen_pieces = evaluate_pieces(model, monitor, device)
+        # means over the global batches; perplexity and codes used are each rank's batch figures, averaged
+        *totals, seen = world.sum([sums[key] for key in keys] + [seen])
+        sums = dict(zip(keys, totals))
+        _, val = evaluate_pieces(model, val_pieces, device, map_fn=world.map)
+        _, seen_pieces = evaluate_pieces(model, monitor, device, map_fn=world.map)
         row = {"epoch": epoch + 1, "step": trainer.step, "lr": trainer.lr,
                "train_loss": sums["loss"] / seen, "recon_loss": sums["recon_loss"] / seen,
                "vq_loss": sums["vq_loss"] / seen, "train_perplexity": sums["perplexity"] / seen,
@@ -209,17 +234,19 @@ def train_vae(config: dict, resume: bool = False, log=print, progress: bool = Tr
                "val_perplexity": val.get("perplexity", ""), "val_codes_used": val.get("codes_used", ""),
                "train_note_f1": seen_pieces.get("note_f1", ""),
                "samples_per_s": seen / elapsed, "elapsed_s": elapsed}
-        metrics.append(row)
         score = val["note_f1"] if val else seen_pieces.get("note_f1", -row["train_loss"])
-        improved = score > best
+        improved = score > best  # every rank holds the same metrics, so all agree on `best`
         best = max(best, score)
-        run.save(checkpoint(epoch + 1, row), improved)
-        bar.write(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}, held-out note F1 "
-                  f"{val.get('note_f1', float('nan')):.4f} (min {val.get('min_note_f1', float('nan')):.4f}), "
-                  f"train-piece note F1 {seen_pieces.get('note_f1', float('nan')):.4f}, "
-                  f"perplexity {val.get('perplexity', row['train_perplexity']):.1f}, "
-                  f"{row['samples_per_s']:.0f} frames/s{' *' if improved else ''}")
-        sums, seen, started = {}, 0, time.perf_counter()
+        rng = world.rng_state()
+        if world.is_main:
+            metrics.append(row)
+            run.save(checkpoint(epoch + 1, row, rng), improved)
+            bar.write(f"epoch {epoch + 1}: loss {row['train_loss']:.4f}, held-out note F1 "
+                      f"{val.get('note_f1', float('nan')):.4f} (min {val.get('min_note_f1', float('nan')):.4f}), "
+                      f"train-piece note F1 {seen_pieces.get('note_f1', float('nan')):.4f}, "
+                      f"perplexity {val.get('perplexity', row['train_perplexity']):.1f}, "
+                      f"{row['samples_per_s']:.0f} frames/s{' *' if improved else ''}")
+        sums, seen, started = dict.fromkeys(keys, 0.0), 0, time.perf_counter()
     bar.close()
     return row
 

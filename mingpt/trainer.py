@@ -61,7 +61,11 @@ def make_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.optim
 
 
 class Trainer:
-    """One optimisation step at a time, so callers keep control of epochs, evaluation and saving."""
+    """One optimisation step at a time, so callers keep control of epochs, evaluation and saving.
+
+    `model` may be wrapped in DistributedDataParallel, which averages the gradients of `backward`
+    over processes; the caller keeps the bare module for checkpoints and evaluation.
+    """
 
     def __init__(self, model: torch.nn.Module, config: TrainerConfig, total_steps: int, device: torch.device):
         self.model, self.config, self.device = model, config, torch.device(device)
