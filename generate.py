@@ -41,8 +41,10 @@ def output_paths(args, names: list) -> list:
         folder = Path(args.out) if args.out else Path("generated")
         paths = [folder / name for name in names]
     for path in paths:
-        if path.exists() and not args.force:
-            raise CommandError(f"{path}: already exists; pass --force to replace it, or choose --seed or --out")
+        drawings = [path.with_suffix(".png")] * args.png + [path.with_suffix(".wav")] * args.wav
+        for target in [path] + drawings:
+            if target.exists() and not args.force:
+                raise CommandError(f"{target}: already exists; pass --force to replace it, or choose --seed or --out")
     return paths
 
 

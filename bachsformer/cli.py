@@ -41,9 +41,10 @@ def run_main(prog: str, build_parser, argv=None, overrides: bool = False) -> int
             args, args.overrides = parser.parse_known_args(argv)
         else:
             args = parser.parse_args(argv)
+        refuse_existing_json(args)
         return args.run(args) or 0
     except USER_ERRORS as e:
-        message = str(e)
+        message = " ".join(str(e).splitlines())
     except OSError as e:
         message = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
     except KeyboardInterrupt:
@@ -68,10 +69,17 @@ def format_table(headers: list, rows: list, right: set = frozenset()) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def refuse_existing_json(args) -> None:
+    """`--json FILE` replaces an existing FILE only with --force; checked before any work is done."""
+    path = getattr(args, "json", None)
+    if path and Path(path).exists() and not getattr(args, "force", False):
+        raise CommandError(f"--json {path}: already exists; pass --force to replace it")
+
+
 def write_json(path, data: dict) -> None:
+    """Written atomically, its folder created: a full disk leaves no half-written JSON."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise CommandError(f"--json {path}: folder {path.parent} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as f:
         f.write((json.dumps(data, indent=2) + "\n").encode())
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from ludovico_vae.files import atomic_write
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key and the reason."""
@@ -95,7 +97,18 @@ def _apply(section: str, cls, values: dict, where: str):
     try:
         return cls(**checked)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where}{section}: {e}") from None
+        raise ConfigError(f"{where}{_name_the_key(section, fields, str(e))}") from None
+
+
+def _name_the_key(section: str, fields: set, message: str) -> str:
+    """A dataclass's `lr must be positive` becomes `train.lr: must be positive`, naming the key."""
+    name = re.match(r"\w+", message)
+    if not name or name.group() not in fields:
+        return f"{section}: {message}"
+    rest = message[name.end():]
+    if rest.startswith((": ", " must ")):
+        return f"{section}.{name.group()}: {rest.removeprefix(':').strip()}"
+    return f"{section}.{name.group()}: {message}"
 
 
 def parse_override(text: str) -> tuple:
@@ -154,4 +167,5 @@ def _plain(value):
 
 
 def save_config(config: dict, path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    with atomic_write(path) as f:
+        f.write(yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())

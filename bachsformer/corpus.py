@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ludovico_vae.dataset import MIDI_SUFFIXES, find_midi_files
 from ludovico_vae.files import atomic_write
-from ludovico_vae.frames import FrameGrid, score_to_piece
+from ludovico_vae.frames import QUANTISED_SHARE, FrameGrid, score_to_piece
 from ludovico_vae.midi import MidiError, keyboard_reference, read_midi, score_to_midi
 
 from .cli import CommandError, CommandParser, format_table, run_main, write_json
@@ -27,7 +27,6 @@ from .download import GOLDBERG_BASE_URL, GOLDBERG_SHA256, TIMEOUT_S, fetch_goldb
 from .metrics import note_f1
 
 PROG = "bachsformer.corpus"
-NOT_QUANTISED_BELOW = 0.9  # near-grid share under which a file is taken for a performance
 MAX_METERS_SHOWN = 4
 
 
@@ -91,7 +90,7 @@ def check_file(path, grid: FrameGrid) -> dict:
     merged = stats["merged"]
     near = stats["onsets_near_grid"]
     warnings = []
-    if near < NOT_QUANTISED_BELOW:
+    if near < QUANTISED_SHARE:
         warnings.append(f"not quantised ({math.floor(100 * near + 1e-9)}% of onsets near the grid)")
     if stats["out_of_range"]:
         verb = "dropped" if dropped else "folded"
@@ -295,7 +294,7 @@ def add_roundtrip_arguments(command) -> None:
     """The `roundtrip` command, shared with `python -m bachsformer.evaluate roundtrip`."""
     command.add_argument("path", metavar="DIR")
     command.add_argument("--out", metavar="OUTDIR", type=Path, help="keep the round-tripped files here")
-    command.add_argument("--force", action="store_true", help="overwrite files in OUTDIR")
+    command.add_argument("--force", action="store_true", help="overwrite files in OUTDIR and the --json FILE")
     command.add_argument("--steps-per-quarter", type=_positive_int, default=FrameGrid.steps_per_quarter)
     command.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     command.set_defaults(run=run_roundtrip)
@@ -309,13 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", metavar="DIR_OR_FILE")
     check.add_argument("--steps-per-quarter", type=_positive_int, default=FrameGrid.steps_per_quarter)
     check.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    check.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     check.set_defaults(run=run_check)
 
     goldberg = commands.add_parser("goldberg", help=f"download the {len(GOLDBERG_SHA256)} Goldberg files, verified")
     goldberg.add_argument("--dest", default="data/midi/goldberg", type=Path,
                           help="folder to fill (default: %(default)s)")
     goldberg.add_argument("--base-url", default=GOLDBERG_BASE_URL, help="where the files are (default: upstream)")
-    goldberg.add_argument("--force", action="store_true", help="replace files whose checksum is wrong")
+    goldberg.add_argument("--force", action="store_true", help="replace files whose checksum is wrong, and the --json FILE")
     goldberg.add_argument("--timeout", type=_positive_seconds, default=TIMEOUT_S, help="seconds per request")
     goldberg.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     goldberg.set_defaults(run=run_goldberg)
@@ -324,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     chorales.add_argument("--dest", default="data/midi/chorales", type=Path,
                           help="folder to fill (default: %(default)s)")
     chorales.add_argument("--limit", type=_positive_int, help="export only the first N chorales")
-    chorales.add_argument("--force", action="store_true", help="replace files with other content")
+    chorales.add_argument("--force", action="store_true", help="replace files with other content, and the --json FILE")
     chorales.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     chorales.set_defaults(run=run_chorales)
 

@@ -257,7 +257,7 @@ def build_parser() -> CommandParser:
     rec.add_argument("--vae", required=True, metavar="CKPT", help="a VQ-VAE checkpoint, e.g. checkpoints/vae.pt")
     rec.add_argument("path", metavar="DIR", help="a folder of MIDI files (or one file)")
     rec.add_argument("--out", metavar="OUTDIR", help="also write each reconstruction as MIDI here")
-    rec.add_argument("--force", action="store_true", help="overwrite files in OUTDIR")
+    rec.add_argument("--force", action="store_true", help="overwrite files in OUTDIR and the --json FILE")
     rec.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     rec.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     rec.set_defaults(run=run_reconstruct)
@@ -267,6 +267,7 @@ def build_parser() -> CommandParser:
     lik.add_argument("--midi", required=True, metavar="DIR", help="a folder of MIDI files (or one file)")
     lik.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     lik.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    lik.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     lik.set_defaults(run=run_likelihood)
 
     sam = commands.add_parser("samples", help="generated music against the training pieces, beside real music")
@@ -277,6 +278,7 @@ def build_parser() -> CommandParser:
                      help="reference pieces not trained on, scored as real music against the reference minus "
                           f"themselves (default: {' '.join(DEFAULT_HELD_OUT)}, those present)")
     sam.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    sam.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     sam.set_defaults(run=run_samples)
     return parser
 

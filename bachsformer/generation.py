@@ -22,6 +22,7 @@ from .tokens import beat_slots, token_extras
 from .transformer_training import load_pair, select_extras
 
 MAX_BARS = 10_000
+DECODE_CHUNK = 64  # frames decoded at once; bounds the decoder's memory on long pieces
 
 
 @dataclass
@@ -96,8 +97,9 @@ class Bachsformer:
 
         if context is None:
             first = self._silence()[None]  # (1, 16)
-        else:
-            first = self.vae.encode_indices(torch.from_numpy(context).float().to(self.device))
+        else:  # only the frames the transformer can see: a long prompt costs no more memory than a short one
+            seen = context[-(self.transformer.config.block_size // self.indices_per_frame):]
+            first = self.vae.encode_indices(torch.from_numpy(seen).float().to(self.device))
         prompt_tokens = first.reshape(1, -1).expand(num_samples, -1)
         n_context_frames = len(first)
         extras = self._extras(n_context_frames + n_new, slots[-(n_context_frames + n_new):], num_samples)
@@ -105,8 +107,8 @@ class Bachsformer:
         out = self.transformer.generate(prompt_tokens, n_new * self.indices_per_frame, temperature=temperature,
                                         top_k=top_k, top_p=top_p, generator=generator, extras=extras)
         new_tokens = out[:, prompt_tokens.shape[1]:]  # (num_samples, n_new * 16)
-        decoded = self.vae.decode_indices(new_tokens.reshape(-1, self.indices_per_frame), binary=True)
-        decoded = decoded.to("cpu", torch.uint8).numpy().reshape(num_samples, n_new, *self.grid.frame_shape)
+        decoded = self._decode(new_tokens.reshape(-1, self.indices_per_frame))
+        decoded = decoded.reshape(num_samples, n_new, *self.grid.frame_shape)
 
         results = []
         for i in range(num_samples):
@@ -118,6 +120,19 @@ class Bachsformer:
             midi = score_to_midi(piece.score(), program=program, velocity=velocity)
             results.append(Generated(midi, frames, new_tokens[i].cpu().numpy(), n_prompt))
         return results
+
+    @torch.no_grad()
+    def _decode(self, indices: torch.Tensor) -> np.ndarray:
+        """Codes (N, 16) -> frames (N, 2, 88, T) uint8, a chunk at a time.
+
+        The decoder's float activations for a chunk are freed before the next, so memory grows
+        only by the 4 KB of each uint8 frame kept, however long the piece.
+        """
+        frames = np.empty((len(indices), *self.grid.frame_shape), dtype=np.uint8)
+        for start in range(0, len(indices), DECODE_CHUNK):
+            chunk = self.vae.decode_indices(indices[start:start + DECODE_CHUNK], binary=True)
+            frames[start:start + len(chunk)] = chunk.to("cpu", torch.uint8).numpy()
+        return frames
 
     def _prompt_context(self, prompt: Piece, prompt_bars: int | None) -> tuple:
         """The prompt's last bars as frames, with the meter, tempo and lead-in that place them."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ludovico_vae.files import atomic_write
 from ludovico_vae.frames import ONSET, SOUNDING, frames_to_roll
 from ludovico_vae.midi import LOWEST_PITCH
 
@@ -35,5 +36,6 @@ def piano_roll_png(frames: np.ndarray, prompt_frames: int, grid, path) -> None:
     ax.set_xlabel("beats")
     ax.set_ylabel("MIDI pitch")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=100, format="png")
     plt.close(fig)

@@ -4,15 +4,17 @@ that load on any device without running code, and a run folder that records metr
 from __future__ import annotations
 
 import csv
+import io
 import pickle
 import random
-import zipfile
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ludovico_vae.files import atomic_write
+from ludovico_vae.files import TEMPORARY_PREFIX, atomic_write
 
 
 class CheckpointError(ValueError):
@@ -64,10 +66,14 @@ def save_checkpoint(state: dict, path) -> None:
         torch.save(state, f)
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive; anything else is not our checkpoint
+
+
 def load_checkpoint(path, kind: str | None = None) -> dict:
     """Load on the CPU with `weights_only=True`, so a checkpoint can never run code.
 
     `kind` names the stage the caller expects ("vae" or "transformer"); anything else is refused.
+    Every failure is a `CheckpointError` of one line: the file and what is wrong with it.
     """
     path = Path(path)
     if not path.exists():
@@ -75,18 +81,58 @@ def load_checkpoint(path, kind: str | None = None) -> dict:
     if path.is_dir():
         raise CheckpointError(path, "is a directory, not a checkpoint file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read ({e.strerror or e})") from None
+    if not head:
+        raise CheckpointError(path, "empty file, not a checkpoint")
+    if head != ZIP_MAGIC:
+        raise CheckpointError(path, "not a checkpoint (torch.save writes a zip archive; this is not one)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the weights-only unpickler warns about pickle protocols
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
-        raise CheckpointError(path, f"refused: not a plain weights file ({first[:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(path, f"corrupt or truncated checkpoint ({first[:200]})") from None
+        code = re.search(r"GLOBAL (\S+)", str(e))
+        if code:
+            raise CheckpointError(path, f"refused: loading it would import {code.group(1)}, and weights never "
+                                        "need code to load; only load checkpoints you trust") from None
+        raise CheckpointError(path, "corrupt checkpoint (its pickled data cannot be read)") from None
+    except MemoryError:
+        raise CheckpointError(path, "corrupt checkpoint (it asks for more memory than this machine has)") from None
+    except Exception as e:  # zip, storage and pickle readers raise many types for damaged files
+        raise CheckpointError(path, f"corrupt or truncated checkpoint ({_first_line(e)})") from None
     if not isinstance(state, dict) or "kind" not in state:
         raise CheckpointError(path, "not a bachsformer checkpoint")
     if kind is not None and state["kind"] != kind:
         raise CheckpointError(path, f"is a {state['kind']} checkpoint, expected a {kind} checkpoint")
     return state
+
+
+def _first_line(error: Exception, limit: int = 120) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_matches(state: dict, path, expected: dict) -> None:
+    """Refuse a checkpoint saved for another grid or model than the one about to be built.
+
+    Entries of a saved dict are compared one by one; one the checkpoint lacks (a setting added
+    since it was written) is taken to have kept its default.
+    """
+    for key, value in expected.items():
+        saved = state.get(key)
+        if isinstance(saved, dict) and isinstance(value, dict):
+            names = sorted(n for n in saved if saved[n] != value.get(n))
+            if not names:
+                continue
+            detail = "; ".join(f"{n} {saved[n]!r} there, {value.get(n)!r} here" for n in names[:3])
+        elif saved == value:
+            continue
+        else:
+            detail = f"{saved!r} there, {value!r} here"
+        raise CheckpointError(path, f"was saved with another {key} ({detail})")
 
 
 class MetricsLog:
@@ -105,23 +151,23 @@ class MetricsLog:
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop rows written after the checkpoint being resumed from."""
-        rows = [r for r in self.rows() if int(float(r["step"])) <= step]
+        self._write([r for r in self.rows() if int(float(r["step"])) <= step])
+
+    def append(self, row: dict) -> None:
+        self._write(self.rows() + [row])
+        self.plot()
+
+    def _write(self, rows: list) -> None:
+        """Rewrite the whole file atomically: a full disk never leaves half a row (the file is small)."""
         if not rows:
             self.csv_path.unlink(missing_ok=True)
             return
-        with open(self.csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def append(self, row: dict) -> None:
-        new = not self.csv_path.exists()
-        with open(self.csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        self.plot()
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+        with atomic_write(self.csv_path) as f:
+            f.write(text.getvalue().encode())
 
     def plot(self) -> None:
         import matplotlib
@@ -142,7 +188,8 @@ class MetricsLog:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(self.png_path, dpi=110)
+        with atomic_write(self.png_path) as f:
+            fig.savefig(f, dpi=110, format="png")
         plt.close(fig)
 
 
@@ -173,15 +220,21 @@ class RunFolder:
         self.config_dict = config_to_dict(config)
         if not write:
             return
-        if not resume:
+        if resume:
+            for stale in self.dir.glob(f"{TEMPORARY_PREFIX}*"):  # a write cut short by a crash
+                stale.unlink(missing_ok=True)
+        else:
             self.dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.dir / "config.yaml")
 
     def metrics(self, plots: dict) -> MetricsLog:
         return MetricsLog(self.dir, plots)
 
-    def resume_state(self, kind: str) -> dict:
-        return load_checkpoint(self.last, kind)
+    def resume_state(self, kind: str, expected: dict | None = None) -> dict:
+        """The `last` checkpoint, refused if its entries differ from `expected` (grid, model config)."""
+        state = load_checkpoint(self.last, kind)
+        check_matches(state, self.last, expected or {})
+        return state
 
     def save(self, state: dict, improved: bool) -> None:
         """`last` at every evaluation; `best` too when the monitored metric improved."""

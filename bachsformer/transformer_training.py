@@ -83,10 +83,18 @@ SECTIONS = {"data": TokenDataConfig, "model": GPTConfig, "train": GPTTrainConfig
 
 
 def model_config_for_data(model: GPTConfig, data: TokenDataConfig, codebook_size: int, indices_per_frame: int):
-    """Vocabulary, context and extra inputs follow the VAE and the data, never a hand-set number."""
+    """Vocabulary, context and extra inputs follow the VAE and the data, never a hand-set number.
+
+    A `model.block_size` set by hand must be the context that `data.frames_per_window` gives.
+    """
     sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots}
+    block_size = data.frames_per_window * indices_per_frame
+    if model.block_size not in (GPTConfig.block_size, block_size):
+        reason = (f"is not a multiple of the {indices_per_frame} codes of a frame" if model.block_size % indices_per_frame
+                  else f"disagrees with data.frames_per_window={data.frames_per_window} frames of {indices_per_frame} codes")
+        raise ConfigError(f"model.block_size: {model.block_size} {reason}; set data.frames_per_window instead")
     try:
-        return dataclasses.replace(model, vocab_size=codebook_size, block_size=data.frames_per_window * indices_per_frame,
+        return dataclasses.replace(model, vocab_size=codebook_size, block_size=block_size,
                                    extra_vocab_sizes=tuple(sizes[e] for e in data.extra_inputs))
     except ValueError as e:
         raise ConfigError(f"model: {e}") from None
@@ -171,6 +179,8 @@ def train_transformer(config: dict, resume: bool = False, log=print, progress: b
 
 def _train_transformer(config: dict, world: World, resume: bool, log, progress: bool, on_step) -> dict:
     data, train = config["data"], config["train"]
+    vae_config = load_vae(data.vae)[0].config  # a bad VAE or model config stops the run before any work
+    model_config = model_config_for_data(config["model"], data, vae_config.codebook_size, vae_config.n_indices)
     run = RunFolder(train.out_dir, resume, config, write=world.is_main)
     log = world.main_only(log)
     if train.threads:
@@ -179,8 +189,6 @@ def _train_transformer(config: dict, world: World, resume: bool, log, progress: 
     seed_everything(train.seed)
     local_batch = world.share(train.batch_size)
     corpus = load_token_corpus(data, device, log)
-    vae_config = corpus["vae"].config
-    model_config = model_config_for_data(config["model"], data, vae_config.codebook_size, vae_config.n_indices)
     windows = TokenWindows(corpus["train"], data.frames_per_window)
     if not len(windows):
         raise ConfigError(f"data: no training piece is longer than {data.frames_per_window} frames")
@@ -199,7 +207,7 @@ def _train_transformer(config: dict, world: World, resume: bool, log, progress: 
                            "learning rate": ["lr"]})
     best = float("inf")
     if resume:
-        state = run.resume_state(CHECKPOINT_KIND)
+        state = run.resume_state(CHECKPOINT_KIND, {"model_config": model_config.to_dict()})
         if state["vae_sha256"] != corpus["vae_sha256"] or state["corpus_hash"] != corpus["corpus_hash"]:
             raise ConfigError(f"{run.last}: the VAE or the corpus changed since this run started")
         model.load_state_dict(state["model"])

@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from ludovico_vae.dataset import corpus_hash, find_midi_files, load_pieces
-from ludovico_vae.frames import FrameGrid
+from ludovico_vae.dataset import corpus_hash, find_midi_files, find_other_files, load_pieces
+from ludovico_vae.frames import QUANTISED_SHARE, FrameGrid
+from ludovico_vae.midi import MidiError
 from ludovico_vae.model import VQVAE, VQVAEConfig
 from mingpt.trainer import Trainer, TrainerConfig
 
@@ -36,6 +37,7 @@ class DataConfig:
     midi_dir: str = "data/midi"
     held_out: tuple[str, ...] = GOLDBERG_HELD_OUT  # file names without suffix, never trained on
     cache_dir: Optional[str] = None  # frame cache; None is ~/.cache/bachsformer/frames
+    skip_unquantised: bool = True  # a performance has no beat grid to cut frames on
 
 
 @dataclass
@@ -116,12 +118,21 @@ def load_corpus(data: DataConfig, grid: FrameGrid, log=print) -> tuple:
         raise ConfigError(f"data.midi_dir: no MIDI files in {data.midi_dir} "
                           "(fill it with `python -m bachsformer.corpus goldberg`)")
     pieces, failures = load_pieces(paths, grid, data.cache_dir)
+    if data.skip_unquantised:
+        performances = [p for p in pieces if p.stats["onsets_near_grid"] < QUANTISED_SHARE]
+        pieces = [p for p in pieces if p.stats["onsets_near_grid"] >= QUANTISED_SHARE]
+        failures += [MidiError(p.source, f"not quantised ({100 * p.stats['onsets_near_grid']:.0f}% of onsets near "
+                                         "the grid; set data.skip_unquantised=false to use it)") for p in performances]
     for failure in failures:
         log(f"skipped {failure}")
     for piece in pieces:
         if piece.stats.get("out_of_range"):
             verb = "dropped" if grid.out_of_range == "drop" else "folded onto the keyboard"
             log(f"{piece.source}: {piece.stats['out_of_range']} notes outside A0-C8 {verb}")
+    others = len(find_other_files(data.midi_dir))
+    log(f"{data.midi_dir}: {len(pieces)} of {len(paths)} MIDI files used"
+        + (f", {len(failures)} skipped (listed above)" if failures else "")
+        + (f"; {others} other file{'s' * (others != 1)} ignored" if others else ""))
     if not pieces:
         raise ConfigError(f"data.midi_dir: none of the {len(paths)} MIDI files in {data.midi_dir} can be used")
     good = [Path(p.source) for p in pieces]
@@ -180,7 +191,7 @@ def _train_vae(config: dict, world: World, resume: bool, log, progress: bool, on
                                    "perplexity": ["train_perplexity", "val_perplexity"],
                                    "codes used": ["train_codes_used", "val_codes_used"]})
     if resume:
-        state = run.resume_state(CHECKPOINT_KIND)
+        state = run.resume_state(CHECKPOINT_KIND, {"grid": grid.to_dict(), "model_config": model_config.to_dict()})
         if state["corpus_hash"] != data_hash:
             raise ConfigError(f"{run.last}: the corpus in {data.midi_dir} changed since this run started")
         model.load_state_dict(state["model"])
@@ -261,4 +272,7 @@ def load_vae(path, device="cpu") -> tuple:
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(path, f"does not hold a VQ-VAE this version can build ({first[:200]})") from None
+    if model.config.steps != grid.steps_per_quarter:
+        raise CheckpointError(path, f"its VQ-VAE reads frames of {model.config.steps} steps but its grid has "
+                                    f"{grid.steps_per_quarter} steps per quarter")
     return model.to(device).eval(), grid, state

@@ -37,6 +37,14 @@ def find_midi_files(directory) -> list:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
 
 
+def find_other_files(directory) -> list:
+    """Files below `directory` that are not MIDI by their suffix: ignored, but worth reporting."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.suffix.lower() not in MIDI_SUFFIXES)
+
+
 def corpus_hash(paths) -> str:
     """One hash for a set of files, by name and content, so checkpoints can name their data."""
     digest = hashlib.sha256()

@@ -1,11 +1,14 @@
 """Writing files so that a crash never leaves half of one."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+TEMPORARY_PREFIX = ".tmp-"  # what a write interrupted by a crash leaves behind; safe to delete
 
 
 @contextmanager
@@ -17,7 +20,10 @@ def atomic_write(path):
     a partial one; on any exception it is removed.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMPORARY_PREFIX}{path.name}-")
+    except OSError as e:  # whatever stops the file being created is about `path`
+        raise (type(e)(e.errno, e.strerror, str(path)) if e.errno else e) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes files private; give the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -25,6 +31,9 @@ def atomic_write(path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -36,6 +45,19 @@ def atomic_write(path):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+STORAGE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """A storage error (a full disk, a read-only folder) told about `path`, not its temporary file.
+
+    Other errors raised in the block, such as a lost network connection, pass unchanged.
+    """
+    if error.errno not in STORAGE_ERRORS or (error.filename and TEMPORARY_PREFIX not in str(error.filename)):
+        return error
+    return type(error)(error.errno, os.strerror(error.errno), str(path))
 
 
 def _umask() -> int:

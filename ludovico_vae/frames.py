@@ -21,6 +21,7 @@ ONSET, SOUNDING = 0, 1
 CHANNELS = 2
 N_KEYS = HIGHEST_PITCH - LOWEST_PITCH + 1
 MAX_BEATS = 20_000  # about three hours at 120 a minute; a longer roll is almost surely a corrupt file
+QUANTISED_SHARE = 0.9  # onsets near the grid below this share: a performance, not quantised MIDI
 
 
 @dataclass(frozen=True)

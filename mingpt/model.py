@@ -354,7 +354,7 @@ class GPT(nn.Module):
         logits = decoder.prefill(idx[:, start:], None if extras is None else extras[:, start:T0])
         filtered = top_k is not None or top_p is not None
         chunk = min(n_new, 256)  # steps of noise and extra embeddings made at a time
-        tokens, extra_rows = [], None
+        tokens, done, extra_rows = [], [], None
         for i in range(n_new):
             if i % chunk == 0:
                 noise = torch.empty(B, chunk, self.config.vocab_size, device=idx.device)
@@ -367,9 +367,12 @@ class GPT(nn.Module):
                 logits = filter_logits(logits, top_k, top_p)
             tok = torch.argmax(logits.add_(noise_rows[i % chunk]), dim=-1)  # (B,)
             tokens.append(tok)
+            if len(tokens) == chunk:  # one tensor per chunk: a tensor per token costs ~1 KB each
+                done.append(torch.stack(tokens, dim=1))
+                tokens = []
             if i + 1 < n_new:
                 logits = decoder.fast_step(tok, None if extra_rows is None else extra_rows[i % chunk])
-        return torch.stack(tokens, dim=1)
+        return torch.cat(done + ([torch.stack(tokens, dim=1)] if tokens else []), dim=1)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:

@@ -52,7 +52,7 @@ def test_int_is_accepted_where_a_float_is_expected():
     ("--train.amp=1", ["train.amp", "true or false"]),
     ("--train.lr=fast", ["train.lr", "number"]),
     ("--train.betas=[0.9]", ["train.betas", "2 values"]),
-    ("--train.lr=-1", ["lr must be positive"]),
+    ("--train.lr=-1", ["train.lr: must be positive"]),
     ("--grid.out_of_range=wrap", ["out_of_range"]),
     ("--grid.steps_per_quarter=0", ["steps_per_quarter"]),
     ("train.lr", ["expected --section.key=value"]),
