@@ -19,8 +19,12 @@ from ludovico_vae.frames import Piece, shift_keys
 from .reconstruction import reconstruct
 
 TOKEN_CACHE_FORMAT = 1
-FRAME_INDEX, BEAT_SLOT = 0, 1  # the two extra per-token inputs of the transformer
+FRAME_INDEX, BEAT_SLOT, KEY = 0, 1, 2  # the extra per-token inputs of the transformer
 SLOTS_PER_BEAT = 2  # beat position in the bar, counted in eighth notes
+# The key input is a window's transposition from the piece as written, modulo an octave. Trained
+# on every transposition, the model learns them all; asked for 0, it writes in the corpus' keys
+# instead of drifting into whichever key its first notes happen to suggest.
+KEYS = 12
 
 
 @dataclass
@@ -41,10 +45,11 @@ def beat_slots(beat_in_bar: np.ndarray, n_slots: int) -> np.ndarray:
     return np.minimum(np.floor(beat_in_bar * SLOTS_PER_BEAT + 0.5).astype(np.int64), n_slots - 1)
 
 
-def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray) -> np.ndarray:
-    """Per-token extra inputs `(n_frames * indices_per_frame, 2)`: index within the frame, beat slot."""
+def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray, transpose: int = 0) -> np.ndarray:
+    """Per-token extra inputs `(n_frames * indices_per_frame, 3)`: index within the frame, beat slot, key."""
     index = np.tile(np.arange(indices_per_frame), n_frames)
-    return np.stack([index, np.repeat(slots[:n_frames], indices_per_frame)], axis=1)
+    key = np.full_like(index, transpose % KEYS)
+    return np.stack([index, np.repeat(slots[:n_frames], indices_per_frame), key], axis=1)
 
 
 def encode_piece(model, piece: Piece, device, n_slots: int, transpose: int = 0) -> TokenPiece:
@@ -105,7 +110,7 @@ class TokenWindows:
         self.pieces = [p for p in pieces if len(p) > frames_per_window]
         self.frames_per_window = frames_per_window
         self.flat = [p.tokens.reshape(-1) for p in self.pieces]
-        self.extras = [token_extras(len(p), p.tokens.shape[1], p.beat_slots) for p in self.pieces]
+        self.extras = [token_extras(len(p), p.tokens.shape[1], p.beat_slots, p.transpose) for p in self.pieces]
         starts = [np.stack([np.full(len(p) - frames_per_window, i), np.arange(len(p) - frames_per_window)], 1)
                   for i, p in enumerate(self.pieces)]
         self.index = np.concatenate(starts) if starts else np.zeros((0, 2), dtype=np.int64)
@@ -119,11 +124,11 @@ class TokenWindows:
         return self.frames_per_window * self.indices_per_frame
 
     def batch(self, rows) -> tuple:
-        """Windows `rows` -> (inputs (B, T), targets (B, T), extras (B, T, 2)) as torch tensors."""
+        """Windows `rows` -> (inputs (B, T), targets (B, T), extras (B, T, 3)) as torch tensors."""
         size = self.block_size
         x = np.empty((len(rows), size), dtype=np.int64)
         y = np.empty((len(rows), size), dtype=np.int64)
-        e = np.empty((len(rows), size, 2), dtype=np.int64)
+        e = np.empty((len(rows), size, self.extras[0].shape[1] if self.extras else 0), dtype=np.int64)
         for j, (piece, frame) in enumerate(self.index[rows]):
             start = frame * self.indices_per_frame
             x[j] = self.flat[piece][start:start + size]

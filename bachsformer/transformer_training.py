@@ -26,12 +26,12 @@ from mingpt.trainer import Trainer, TrainerConfig
 from .config import ConfigError
 from .distributed import World, joined
 from .runtime import CheckpointError, RunFolder, load_checkpoint, seed_everything
-from .tokens import BEAT_SLOT, FRAME_INDEX, TokenWindows, encode_corpus, token_extras
+from .tokens import BEAT_SLOT, FRAME_INDEX, KEY, KEYS, TokenWindows, encode_corpus, token_extras
 from .vae_training import DataConfig, load_corpus, load_vae, split_pieces
 
 CHECKPOINT_KIND = "transformer"
 CHECKPOINT_FORMAT = 1
-EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT}
+EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT, "key": KEY}
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TokenDataConfig(DataConfig):
     vae: str = "checkpoints/vae.pt"  # the VQ-VAE whose codes the transformer learns
     frames_per_window: int = 12  # context: 12 frames x 16 indices = 192 tokens
     transpositions: tuple[int, ...] = (-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6)  # of the training pieces
-    extra_inputs: tuple[str, ...] = ("frame_index", "beat")  # besides token position
+    extra_inputs: tuple[str, ...] = ("frame_index", "beat", "key")  # besides token position
     beat_slots: int = 16  # eighth-note slots of the beat-position embedding (bars up to 8 beats)
 
     def __post_init__(self):
@@ -87,7 +87,7 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, codebook_size
 
     A `model.block_size` set by hand must be the context that `data.frames_per_window` gives.
     """
-    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots}
+    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS}
     block_size = data.frames_per_window * indices_per_frame
     if model.block_size not in (GPTConfig.block_size, block_size):
         reason = (f"is not a multiple of the {indices_per_frame} codes of a frame" if model.block_size % indices_per_frame
@@ -101,7 +101,7 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, codebook_size
 
 
 def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
-    """The columns of the per-token extras `(..., 2)` the model was configured with."""
+    """The columns of the per-token extras `(..., 3)` the model was configured with."""
     if not names:
         return None
     return extras[..., [EXTRA_INPUTS[n] for n in names]]
@@ -111,7 +111,8 @@ def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
 def piece_bits(model: GPT, piece, extra_inputs, device) -> tuple:
     """(summed bits, token count) of one piece, every token predicted from a full sliding context."""
     flat = torch.from_numpy(piece.tokens.reshape(1, -1)).to(device)
-    extras = torch.from_numpy(token_extras(len(piece), piece.tokens.shape[1], piece.beat_slots))[None].to(device)
+    extras = token_extras(len(piece), piece.tokens.shape[1], piece.beat_slots, piece.transpose)
+    extras = torch.from_numpy(extras)[None].to(device)
     logits = model(flat[:, :-1], targets=flat[:, 1:], extras=select_extras(extras[:, :-1], extra_inputs))["logits"]
     nats = F.cross_entropy(logits[0], flat[0, 1:], reduction="sum")
     return float(nats) / math.log(2), flat.shape[1] - 1

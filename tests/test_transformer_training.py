@@ -38,9 +38,21 @@ def test_windows_are_whole_frames_with_targets_shifted_by_one():
     assert e[0, :, 1].tolist() == [2] * 4 + [4] * 4
 
 
+def test_windows_carry_the_key_of_their_transposition():
+    pieces = [TokenPiece("a", np.zeros((6, 4), dtype=np.int64), np.zeros(6, dtype=np.int64), transpose=-3)]
+    _, _, e = TokenWindows(pieces, frames_per_window=2).batch(np.array([0, 3]))
+    assert e.shape == (2, 8, 3) and (e[..., 2] == 9).all()
+
+
 def test_beat_slots_count_eighths_and_cap_long_bars():
     assert beat_slots(np.array([0.0, 0.5, 1.0, 3.5, 9.0]), 16).tolist() == [0, 1, 2, 7, 15]
-    assert token_extras(2, 3, np.array([0, 4])).tolist() == [[0, 0], [1, 0], [2, 0], [0, 4], [1, 4], [2, 4]]
+    assert token_extras(2, 3, np.array([0, 4])).tolist() == [[0, 0, 0], [1, 0, 0], [2, 0, 0],
+                                                             [0, 4, 0], [1, 4, 0], [2, 4, 0]]
+
+
+@pytest.mark.parametrize("transpose, key", [(0, 0), (5, 5), (-5, 7), (-12, 0), (13, 1)])
+def test_key_input_is_the_transposition_modulo_an_octave(transpose, key):
+    assert token_extras(2, 3, np.array([0, 4]), transpose)[:, 2].tolist() == [key] * 6
 
 
 def test_training_records_bits_and_names_its_vae(tiny_corpus, tiny_vae, tmp_path):
@@ -52,7 +64,7 @@ def test_training_records_bits_and_names_its_vae(tiny_corpus, tiny_vae, tmp_path
     assert row["val_bits"] > 0 and row["val_unigram_bits"] > 0
     state = load_checkpoint(out / "last.pt", "transformer")
     assert state["model_config"]["vocab_size"] == 8 and state["model_config"]["block_size"] == 4 * 16
-    assert list(state["model_config"]["extra_vocab_sizes"]) == [16, 16]
+    assert list(state["model_config"]["extra_vocab_sizes"]) == [16, 16, 12]
     assert state["vae_sha256"] == sha256_file(tiny_vae)
 
 
@@ -73,7 +85,8 @@ def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tiny_vae, t
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
-@pytest.mark.parametrize("extra_inputs, sizes", [("[]", []), ("[frame_index]", [16]), ("[beat]", [16])])
+@pytest.mark.parametrize("extra_inputs, sizes", [("[]", []), ("[frame_index]", [16]), ("[beat]", [16]),
+                                                         ("[key]", [12])])
 def test_extra_inputs_are_configurable(tiny_corpus, tiny_vae, tmp_path, extra_inputs, sizes):
     out = tmp_path / "run"
     train_transformer(_config(tiny_corpus, tiny_vae, out, f"--data.extra_inputs={extra_inputs}",
