@@ -13,3 +13,4 @@ for spec in "16 local" "64 local" "256 local" "1024 local" "256 global"; do
   python -m bachsformer.evaluate reconstruct --vae runs/curve/k$1-$2/best.pt runs/curve/heldout \
     --json runs/curve/k$1-$2.json --force
 done
+python experiments/plot_codebook_curve.py runs/curve docs/codebook-curve.png
