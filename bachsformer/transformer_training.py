@@ -71,12 +71,7 @@ class GPTTrainConfig(TrainerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("max_steps", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("monitor_pieces", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        self.require(at_least_one=("max_steps", "batch_size", "eval_every"), non_negative=("monitor_pieces", "threads"))
 
 
 SECTIONS = {"data": TokenDataConfig, "model": GPTConfig, "train": GPTTrainConfig}

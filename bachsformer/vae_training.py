@@ -58,12 +58,7 @@ class VAETrainConfig(TrainerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("epochs", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("transpose", "monitor_pieces", "threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        self.require(at_least_one=("epochs", "batch_size", "eval_every"), non_negative=("transpose", "monitor_pieces", "threads"))
 
 
 SECTIONS = {"grid": FrameGrid, "model": VQVAEConfig, "data": DataConfig, "train": VAETrainConfig}

@@ -36,6 +36,15 @@ class TrainerConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
 
+    def require(self, at_least_one=(), non_negative=()):
+        """Checks for the integer fields a subclass adds; each error names its field."""
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+
 
 def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Learning-rate multiplier: linear warmup to 1, then a cosine down to `min_ratio` at `total`."""
