@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from .config import ConfigError
-from .runtime import resolve_device
+from .runtime import RunFolder, resolve_device, seed_everything
 
 # DDP re-broadcasts rank 0's buffers before every forward unless told not to; the option was
 # renamed in torch 2.13 (`broadcast_buffers` still works there, with a warning)
@@ -92,6 +92,19 @@ class World:
         """
         parts = self.gather([fn(x) for x in items[self.rank::self.size]])
         return [parts[i % self.size][i // self.size] for i in range(len(items))]
+
+    def start_run(self, config: dict, resume: bool, log) -> tuple:
+        """What every training does first: (run folder, log, this rank's batch).
+
+        The run folder is checked on every rank but written by rank 0 alone, and only rank 0 logs;
+        threads and seeds are set before anything random is drawn.
+        """
+        train = config["train"]
+        run = RunFolder(train.out_dir, resume, config, write=self.is_main)
+        if train.threads:
+            torch.set_num_threads(train.threads)
+        seed_everything(train.seed)
+        return run, self.main_only(log), self.share(train.batch_size)
 
     def seed_ranks(self, seed: int) -> None:
         """Give each rank its own random stream from here on (dropout masks, codebook restarts).

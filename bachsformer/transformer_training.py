@@ -25,9 +25,9 @@ from mingpt.trainer import Trainer, TrainerConfig
 
 from .config import ConfigError
 from .distributed import World, joined
-from .runtime import CheckpointError, RunFolder, load_checkpoint, seed_everything
+from .runtime import CheckpointError, load_checkpoint
 from .tokens import BEAT_SLOT, FRAME_INDEX, KEY, KEYS, TokenWindows, encode_corpus, token_extras
-from .vae_training import DataConfig, load_corpus, load_vae, split_pieces
+from .vae_training import DataConfig, load_corpus, load_vae, monitor_subset, split_pieces
 
 CHECKPOINT_KIND = "transformer"
 CHECKPOINT_FORMAT = 1
@@ -177,19 +177,13 @@ def _train_transformer(config: dict, world: World, resume: bool, log, progress: 
     data, train = config["data"], config["train"]
     vae_config = load_vae(data.vae)[0].config  # a bad VAE or model config stops the run before any work
     model_config = model_config_for_data(config["model"], data, vae_config.codebook_size, vae_config.n_indices)
-    run = RunFolder(train.out_dir, resume, config, write=world.is_main)
-    log = world.main_only(log)
-    if train.threads:
-        torch.set_num_threads(train.threads)
+    run, log, local_batch = world.start_run(config, resume, log)
     device = world.device
-    seed_everything(train.seed)
-    local_batch = world.share(train.batch_size)
     corpus = load_token_corpus(data, device, log)
     windows = TokenWindows(corpus["train"], data.frames_per_window)
     if not len(windows):
         raise ConfigError(f"data: no training piece is longer than {data.frames_per_window} frames")
-    monitor = corpus["train_as_written"][::max(1, len(corpus["train_as_written"]) // max(1, train.monitor_pieces))]
-    monitor = monitor[:train.monitor_pieces]
+    monitor = monitor_subset(corpus["train_as_written"], train.monitor_pieces)
     log(f"{len(corpus['train_as_written'])} training pieces x {len(data.transpositions)} transpositions = "
         f"{len(windows)} windows of {windows.block_size} tokens; {len(corpus['held_out'])} held out; device {device}"
         + (f", {world.size} processes of {local_batch} windows a batch" if world.size > 1 else ""))

@@ -25,7 +25,7 @@ from mingpt.trainer import Trainer, TrainerConfig
 from .config import ConfigError
 from .distributed import World, joined
 from .reconstruction import evaluate_pieces
-from .runtime import CheckpointError, RunFolder, load_checkpoint, seed_everything
+from .runtime import CheckpointError, load_checkpoint
 
 CHECKPOINT_KIND = "vae"
 CHECKPOINT_FORMAT = 1
@@ -134,7 +134,7 @@ def load_corpus(data: DataConfig, grid: FrameGrid, log=print) -> tuple:
     return pieces, corpus_hash(good)
 
 
-def _monitor_subset(pieces: list, n: int) -> list:
+def monitor_subset(pieces: list, n: int) -> list:
     """A fixed, spread-out handful of training pieces to score alongside the held-out ones."""
     if n == 0 or not pieces:
         return []
@@ -156,17 +156,12 @@ def train_vae(config: dict, resume: bool = False, log=print, progress: bool = Tr
 def _train_vae(config: dict, world: World, resume: bool, log, progress: bool, on_step) -> dict:
     grid, data, train = config["grid"], config["data"], config["train"]
     model_config = model_config_for_grid(config["model"], grid)
-    run = RunFolder(train.out_dir, resume, config, write=world.is_main)
-    log = world.main_only(log)
-    if train.threads:
-        torch.set_num_threads(train.threads)
+    run, log, local_batch = world.start_run(config, resume, log)
     device = world.device
-    seed_everything(train.seed)
-    local_batch = world.share(train.batch_size)
 
     pieces, data_hash = load_corpus(data, grid, log)
     train_pieces, val_pieces = split_pieces(pieces, data.held_out)
-    monitor = _monitor_subset(train_pieces, train.monitor_pieces)
+    monitor = monitor_subset(train_pieces, train.monitor_pieces)
     frames = torch.from_numpy(np.concatenate([p.frames for p in train_pieces])).to(device)
     steps_per_epoch = math.ceil(len(frames) / train.batch_size)
     # each epoch's seeded permutation of the frames, dealt out: rank r takes positions r, r + size, ...
