@@ -32,6 +32,9 @@ def _is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+MIXES = ("local", "global", "patch")
+
+
 @dataclass
 class VQVAEConfig:
     """Every size and loss setting of the model; checkpoints keep `to_dict()` to rebuild it."""
@@ -55,7 +58,8 @@ class VQVAEConfig:
     focal_gamma: float = 0.0  # > 0 multiplies each cell's BCE by (1 - p_true) ** gamma
     # "local": each index codes its own patch of the frame (a 1x1 / 3x3 convolution next to the
     # quantizer); "global": one linear layer over the whole latent grid on each side of the
-    # quantizer, so the 16 indices share out the frame's content wherever it lies.
+    # quantizer, so the 16 indices share out the frame's content wherever it lies; "patch": each
+    # index sees and draws its own patch of the frame and nothing else.
     mix: str = "local"
 
     def __post_init__(self):
@@ -81,8 +85,8 @@ class VQVAEConfig:
         for name in ("ema_decay", "commitment_weight", "dead_code_threshold", "focal_gamma"):
             if not _is_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
-        if self.mix not in ("local", "global"):
-            raise ValueError(f"mix must be 'local' or 'global', got {self.mix!r}")
+        if self.mix not in MIXES:
+            raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size must be at least 2, got {self.codebook_size}")
         if self.latent_keys > self.n_keys:
@@ -183,15 +187,32 @@ def _down(cfg: VQVAEConfig) -> tuple:
             cfg.steps // cfg.patch[1] // cfg.latent_steps)
 
 
+def _to_patches(x: torch.Tensor, latent_shape: tuple) -> torch.Tensor:
+    """(B, C, H, W) -> (B * h * w, C, H / h, W / w): each latent cell's patch as its own image."""
+    (h, w), (b, c, H, W) = latent_shape, x.shape
+    x = x.view(b, c, h, H // h, w, W // w).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b * h * w, c, H // h, W // w)
+
+
+def _from_patches(x: torch.Tensor, latent_shape: tuple) -> torch.Tensor:
+    """The inverse of `_to_patches`: (B * h * w, C, P, Q) -> (B, C, h * P, w * Q)."""
+    (h, w), (n, c, P, Q) = latent_shape, x.shape
+    x = x.view(n // (h * w), h, w, c, P, Q).permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(n // (h * w), c, h * P, w * Q)
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
         w1, w2 = cfg.widths
+        self.cfg, self.patches = cfg, cfg.mix == "patch"
+        pad = _key_padding(cfg)
+        self.key_padding = (0, 0, pad, cfg.padded_keys - cfg.n_keys - pad)  # F.pad order: T, then keys
         self.net = nn.Sequential(
             # the convolution pads the keys itself (88 + 2 * 4 = 96); an odd remainder falls off
             # the end of the strided grid, so only padding is ever dropped
             nn.Conv2d(cfg.channels, w1, cfg.patch, stride=cfg.patch,
-                      padding=(_key_padding(cfg), 0)),  # (B, C, 88, 24) -> (B, W1, 24, 6)
+                      padding=(0 if self.patches else pad, 0)),  # (B, C, 88, 24) -> (B, W1, 24, 6)
             *[ResBlock(w1) for _ in range(cfg.n_res_blocks)],
             nn.ReLU(),
             nn.Conv2d(w1, w2, _down(cfg), stride=_down(cfg)),  # (B, W1, 24, 6) -> (B, W2, 8, 2)
@@ -203,18 +224,24 @@ class Encoder(nn.Module):
         )
 
     def forward(self, frames):
-        return self.net(frames)
+        if not self.patches:
+            return self.net(frames)
+        z = self.net(_to_patches(F.pad(frames, self.key_padding), self.cfg.latent_shape))  # (B*16, D, 1, 1)
+        return _from_patches(z, self.cfg.latent_shape)
 
 
 class Decoder(nn.Module):
     def __init__(self, cfg: VQVAEConfig):
         super().__init__()
         w1, w2 = cfg.widths
+        self.cfg, self.patches = cfg, cfg.mix == "patch"
         self.keys = slice(_key_padding(cfg), _key_padding(cfg) + cfg.n_keys)
+        if cfg.mix == "global":
+            first = GridMix(cfg.code_dim, w2, cfg.latent_shape)
+        else:  # a patch sees only its own code
+            first = nn.Conv2d(cfg.code_dim, w2, 1 if self.patches else 3, padding=0 if self.patches else 1)
         self.net = nn.Sequential(
-            # (B, D, 8, 2) -> (B, W2, 8, 2)
-            GridMix(cfg.code_dim, w2, cfg.latent_shape) if cfg.mix == "global"
-            else nn.Conv2d(cfg.code_dim, w2, 3, padding=1),
+            first,  # (B, D, 8, 2) -> (B, W2, 8, 2)
             *[ResBlock(w2) for _ in range(cfg.n_res_blocks)],
             nn.ReLU(),
             Unpatch(w2, w1, _down(cfg)),  # (B, W2, 8, 2) -> (B, W1, 24, 6)
@@ -224,6 +251,9 @@ class Decoder(nn.Module):
         )
 
     def forward(self, z):
+        if self.patches:
+            z = _to_patches(z, self.cfg.latent_shape)  # (B*16, D, 1, 1)
+            return _from_patches(self.net(z), self.cfg.latent_shape)[:, :, self.keys]
         return self.net(z)[:, :, self.keys]  # (B, C, 96, T) -> (B, C, 88, T)
 
 

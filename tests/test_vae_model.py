@@ -35,6 +35,9 @@ CONFIGS = {
     "odd keys, 4x3 grid, 8 codes": dict(TINY, n_keys=87, latent_keys=4, latent_steps=3, patch=(2, 2),
                                         codebook_size=8),
     "global mix": dict(TINY, mix="global"),
+    "patch mix": dict(TINY, mix="patch"),
+    "patch mix, odd keys, 4x3 grid": dict(TINY, mix="patch", n_keys=87, latent_keys=4, latent_steps=3,
+                                          patch=(2, 2)),
 }
 
 
@@ -126,6 +129,29 @@ def test_decode_of_encode_is_eval_forward(overrides):
     assert torch.equal(model.decode_indices(indices), out["logits"])
     threshold = torch.tensor(model.config.pos_weight).log().view(-1, 1, 1)  # p = 1/2 under the weighted loss
     assert torch.equal(model.decode_indices(indices, binary=True), (out["logits"] > threshold).float())
+
+
+@pytest.mark.parametrize("mix, local", [("patch", True), ("local", False)])
+def test_patch_mix_codes_each_patch_on_its_own(mix, local):
+    """With mix="patch" a change inside one latent cell's patch moves only that cell's vector,
+    and that cell's code changes only its own patch of the output (the "local" mix leaks into
+    neighbours through its 3x3 convolutions)."""
+    cfg = VQVAEConfig(**TINY, mix=mix)
+    model = VQVAE(cfg).eval()
+    frames = sparse_frames(2, cfg)
+    changed = frames.clone()
+    changed[:, :, 8:12, 12:] = 1 - changed[:, :, 8:12, 12:]  # keys 8-11 (padded 12-15): latent row 1, column 1
+    moved = (model.encoder(frames) - model.encoder(changed)).abs().sum(1) > 0  # (B, 8, 2)
+    expected = torch.zeros_like(moved)
+    expected[:, 1, 1] = True
+    assert torch.equal(moved, expected) == local
+    indices = model.encode_indices(frames)
+    other = indices.clone()
+    other[:, 3] = (other[:, 3] + 1) % cfg.codebook_size  # row-major: cell (1, 1)
+    diff = (model.decode_indices(indices) - model.decode_indices(other)).abs().sum((0, 1, 3)) > 0  # per key
+    outside = torch.ones(cfg.n_keys, dtype=torch.bool)
+    outside[8:20] = False  # padded keys 12-23 = keys 8-19
+    assert bool(diff[outside].any()) != local
 
 
 def test_uint8_frames_are_accepted():
