@@ -1,6 +1,6 @@
 """Training throughput of the VQ-VAE: frames per second of forward + backward + AdamW step.
 
-The model is the bundled `checkpoints/vae.pt`'s config at its training batch size (256), with
+The model is the bundled `checkpoints/vae.pt`'s config at its training batch size (64), with
 random weights. Random sparse frames (about 3% of cells on, onsets a subset of sounding cells)
 stand in for the corpus: the cost of a step does not depend on what the frames hold. Each step
 is timed alone; `samples_per_s` is the batch size over the median step time, robust to the other
