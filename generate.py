@@ -80,10 +80,11 @@ def run(args) -> None:
         from ludovico_vae.frames import score_to_piece
         from ludovico_vae.midi import read_midi
         prompt = score_to_piece(read_midi(args.prompt), model.grid)
+    nucleus = {} if args.top_p is None else {"top_p": args.top_p}  # None: the API's default
     pieces = model.generate(bars=args.bars, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, num_samples=args.num_samples, meter=args.meter, qpm=args.bpm,
-                            prompt=prompt, prompt_bars=args.prompt_bars, transpose=args.transpose,
-                            program=args.program)
+                            num_samples=args.num_samples, meter=args.meter, qpm=args.bpm, prompt=prompt,
+                            prompt_bars=args.prompt_bars, transpose=args.transpose, program=args.program,
+                            **nucleus)
     for piece, path in zip(pieces, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
@@ -105,7 +106,9 @@ def build_parser() -> CommandParser:
     parser.add_argument("--seed", type=int, default=0, help="the same seed and options give the same MIDI")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is safer (default: %(default)s)")
     parser.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest codes only")
-    parser.add_argument("--top-p", type=float, help="sample among the likeliest codes holding this probability")
+    parser.add_argument("--top-p", type=float,
+                        help="sample among the likeliest codes holding this probability; 1: all codes "
+                             "(default: the API's, 0.9)")
     parser.add_argument("--num-samples", type=_positive_int, default=1, help="pieces written in one batch")
     parser.add_argument("--meter", type=_meter, help="time signature such as 3/4 (default: the corpus' most common)")
     parser.add_argument("--bpm", type=float, help="quarter notes per minute (default: the corpus' median tempo)")

@@ -47,6 +47,28 @@ def test_the_same_seed_gives_the_same_midi_and_another_seed_another(model):
     assert not np.array_equal(a.tokens, c.tokens)
 
 
+def test_nucleus_sampling_at_0_9_is_the_default(model):
+    default, nucleus, narrow = (model.generate(bars=4, seed=3, **kw)[0].tokens
+                                for kw in ({}, dict(top_p=0.9), dict(top_p=0.3)))
+    assert np.array_equal(default, nucleus)
+    assert not np.array_equal(default, narrow)  # top_p matters, so the equality above says something
+
+
+def test_the_command_leaves_top_p_to_the_api_unless_given(tiny_pair, tmp_path, monkeypatch):
+    seen = []
+    original = Bachsformer.generate
+
+    def recording(self, **kwargs):
+        seen.append(kwargs.get("top_p", "api default"))
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Bachsformer, "generate", recording)
+    base = ["--checkpoint-dir", str(tiny_pair), "--bars", "2", "--device", "cpu"]
+    assert generate.main(base + ["--out", str(tmp_path / "a.mid")]) == 0
+    assert generate.main(base + ["--out", str(tmp_path / "b.mid"), "--top-p", "0.3"]) == 0
+    assert seen == ["api default", 0.3]
+
+
 def test_a_batch_is_the_pieces_one_by_one_in_shape(model):
     pieces = model.generate(bars=2, seed=0, num_samples=3, top_k=4, top_p=0.9)
     assert len(pieces) == 3 and all(p.frames.shape == pieces[0].frames.shape for p in pieces)
