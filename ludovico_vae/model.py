@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .quantizer import VectorQuantizer
+from .quantizer import RESTARTS, VectorQuantizer
 
 
 def _is_number(x) -> bool:
@@ -52,6 +52,9 @@ class VQVAEConfig:
     commitment_weight: float = 0.25
     ema_decay: float = 0.99
     dead_code_threshold: float = 1.0  # EMA count (vectors per batch) under which a code restarts
+    # which encoder output a dead code restarts at: "uniform" at random, "error" in proportion
+    # to its squared distance from its code (ludovico_vae.quantizer)
+    dead_code_restart: str = "uniform"
     # BCE weight of "on" cells, one per channel or one for all. Onsets are the sparser channel
     # (0.29% of Goldberg cells against 2.7% sounding), so they get the larger weight.
     pos_weight: float | tuple[float, ...] = (4.0, 2.0)
@@ -85,6 +88,9 @@ class VQVAEConfig:
         for name in ("ema_decay", "commitment_weight", "dead_code_threshold", "focal_gamma"):
             if not _is_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
+        if self.dead_code_restart not in RESTARTS:
+            raise ValueError(f"dead_code_restart must be one of {', '.join(RESTARTS)}, "
+                             f"got {self.dead_code_restart!r}")
         if self.mix not in MIXES:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if self.codebook_size < 2:
@@ -271,7 +277,8 @@ class VQVAE(nn.Module):
         self.encoder = Encoder(cfg)
         self.quantizer = VectorQuantizer(cfg.codebook_size, cfg.code_dim, decay=cfg.ema_decay,
                                          commitment_weight=cfg.commitment_weight,
-                                         dead_code_threshold=cfg.dead_code_threshold)
+                                         dead_code_threshold=cfg.dead_code_threshold,
+                                         restart=cfg.dead_code_restart)
         self.decoder = Decoder(cfg)
         self.register_buffer("pos_weight", torch.tensor(cfg.pos_weight).view(-1, 1, 1), persistent=False)
         # The weighted loss trains logits towards log(w * p / (1 - p)), so a cell is on at

@@ -4,7 +4,9 @@ Owns the codebook and its statistics. They live in registered buffers, not param
 optimizer never touches them: they are updated in place, in fp32, under `torch.no_grad()`, and
 only in training mode (van den Oord et al. 2017, appendix; Razavi et al. 2019). Codes whose EMA
 usage falls below a threshold are restarted from encoder outputs of the current batch, which
-keeps a small codebook fully used. Under `torch.distributed` the per-code counts and sums are
+keeps a small codebook fully used; "error" restarts draw those outputs in proportion to their
+squared distance from their code (as k-means++ seeds), so that codes go to the vectors the
+codebook serves worst rather than to the empty patches that make most of a piano roll. Under `torch.distributed` the per-code counts and sums are
 summed over ranks before the EMA step and restarted codes are broadcast from rank 0, so every
 rank holds the same codebook.
 
@@ -23,6 +25,8 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+RESTARTS = ("uniform", "error")  # how dead codes choose the encoder output they restart at
+
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
@@ -36,13 +40,16 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, codebook_size: int, code_dim: int, decay: float = 0.99,
                  commitment_weight: float = 0.25, dead_code_threshold: float = 1.0,
-                 eps: float = 1e-5):
+                 restart: str = "uniform", eps: float = 1e-5):
         super().__init__()
+        if restart not in RESTARTS:
+            raise ValueError(f"restart must be one of {', '.join(RESTARTS)}, got {restart!r}")
         self.codebook_size = codebook_size
         self.code_dim = code_dim
         self.decay = decay
         self.commitment_weight = commitment_weight
         self.dead_code_threshold = dead_code_threshold
+        self.restart = restart
         self.eps = eps
         codebook = torch.randn(codebook_size, code_dim)
         self.register_buffer("codebook", codebook)
@@ -53,7 +60,7 @@ class VectorQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"codebook_size={self.codebook_size}, code_dim={self.code_dim}, decay={self.decay}, "
-                f"dead_code_threshold={self.dead_code_threshold}")
+                f"dead_code_threshold={self.dead_code_threshold}, restart={self.restart}")
 
     def encode_indices(self, z: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for each vector: `(..., D) -> (...)` long."""
@@ -84,7 +91,8 @@ class VectorQuantizer(nn.Module):
         commitment = F.mse_loss(z.float(), quantized.detach().float())
         counts = torch.bincount(indices.flatten(), minlength=self.codebook_size).float()
         if self.training:
-            self._update(z.detach().reshape(-1, self.code_dim).float(), indices.flatten(), counts)
+            flat = z.detach().reshape(-1, self.code_dim).float()
+            self._update(flat, indices.flatten(), counts, quantized.detach().reshape_as(flat).float())
         # straight-through: the forward pass sees the code, the gradient reaches the encoder as is;
         # written q + (z - z) rather than z + (q - z) so the value is exactly the code
         quantized = quantized + (z - z.detach())
@@ -99,7 +107,8 @@ class VectorQuantizer(nn.Module):
         }
 
     @torch.no_grad()
-    def _update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
+    def _update(self, flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor,
+                quantized: torch.Tensor) -> None:
         """EMA step of counts and sums, then codebook, then dead-code restart; all in place."""
         sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, flat)  # (K, D)
         counts = counts.clone()
@@ -113,10 +122,14 @@ class VectorQuantizer(nn.Module):
         smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
         self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
         if self.dead_code_threshold > 0:
-            self._restart_dead_codes(flat)
+            self._restart_dead_codes(flat, (flat - quantized).pow(2).sum(1))
 
-    def _restart_dead_codes(self, flat: torch.Tensor) -> None:
-        """Move codes used less than the threshold onto random encoder outputs of this batch.
+    def _restart_dead_codes(self, flat: torch.Tensor, error: torch.Tensor) -> None:
+        """Move codes used less than the threshold onto encoder outputs of this batch.
+
+        "uniform" draws the outputs at random; "error" draws them without replacement in
+        proportion to `error`, each vector's squared distance from its code, and hands the
+        draws out to the dead codes in order, so the first (likeliest worst-served) go first.
 
         Rank 0 chooses, everyone copies: every rank restarts the same codes at the same vectors
         even if their buffers had drifted apart.
@@ -128,7 +141,13 @@ class VectorQuantizer(nn.Module):
             dead = dead.bool()
         # no `if dead.any()`: branch-free, so no device sync and every rank makes the same calls
         k, n = self.codebook_size, flat.shape[0]
-        if n >= k:
+        if self.restart == "error":
+            # tiny floor: multinomial needs as many non-zero weights as it draws
+            weights = error + error.mean() * 1e-6 + 1e-12
+            order = torch.multinomial(weights, min(n, k), replacement=n < k)
+            nth_dead = (dead.long().cumsum(0) - 1).clamp(min=0) % order.numel()
+            pick = order[nth_dead]
+        elif n >= k:
             pick = torch.randperm(n, device=flat.device)[:k]  # distinct vectors for distinct codes
         else:
             pick = torch.randint(n, (k,), device=flat.device)

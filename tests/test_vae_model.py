@@ -230,10 +230,34 @@ def test_dead_codes_are_restarted_from_the_batch(threshold):
         assert out["codes_used"] == 4
 
 
-def test_restart_picks_distinct_vectors():
-    vq = quantizer_with(torch.full((8, 2), 1e3), dead_code_threshold=1.0, decay=0.01).train()
+@pytest.mark.parametrize("restart", ["uniform", "error"])
+def test_restart_picks_distinct_vectors(restart):
+    vq = quantizer_with(torch.full((8, 2), 1e3), dead_code_threshold=1.0, decay=0.01, restart=restart).train()
     vq(torch.randn(64, 2))
     assert len(torch.unique(vq.decode_indices(torch.arange(8)), dim=0)) == 8
+
+
+def test_error_restart_goes_to_the_worst_served_vectors():
+    """One live code sits on a crowd of inputs; a few outliers far from it must get the dead codes."""
+    torch.manual_seed(0)
+    codebook = torch.cat([torch.zeros(1, 2), torch.full((3, 2), 1e3)])  # code 0 live, 1-3 dead
+    crowd = 0.01 * torch.randn(250, 2)
+    outliers = torch.tensor([[5.0, 0.0], [0.0, 5.0], [-5.0, 0.0], [0.0, -5.0], [5.0, 5.0], [-5.0, -5.0]])
+    z = torch.cat([crowd, outliers])
+    restarted = {}
+    for restart in ("uniform", "error"):
+        torch.manual_seed(1)
+        vq = quantizer_with(codebook.clone(), dead_code_threshold=1.0, decay=0.01, restart=restart).train()
+        vq(z)
+        restarted[restart] = vq.decode_indices(torch.arange(1, 4))
+    on_outliers = {k: int((torch.cdist(v, outliers).min(1).values < 1e-4).sum()) for k, v in restarted.items()}
+    assert on_outliers["error"] == 3  # 3 dead codes, all on outliers (each carries ~98% of the error)
+    assert on_outliers["uniform"] < 3  # 6 outliers of 256 inputs: a uniform draw almost never hits one
+
+
+def test_quantizer_rejects_an_unknown_restart():
+    with pytest.raises(ValueError, match="restart must be one of uniform, error"):
+        VectorQuantizer(8, 2, restart="farthest")
 
 
 @pytest.mark.parametrize("n_used", [1, 3, 8])
@@ -293,6 +317,7 @@ def test_forward_rejects_wrong_frame_shape():
     (dict(pos_weight=(1.0, 2.0, 3.0)), "pos_weight"),
     (dict(pos_weight=0.0), "pos_weight"),
     (dict(mix="everywhere"), "mix"),
+    (dict(dead_code_restart="farthest"), "dead_code_restart"),
 ])
 def test_config_validation_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
