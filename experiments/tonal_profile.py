@@ -1,0 +1,90 @@
+"""Where do generated pieces leave the key? Pitch-class profiles, local scale consistency, and
+what the decoder's decision threshold changes.
+
+For each folder of MIDI files it prints the pooled pitch-class profile beside the training
+pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them, and
+the median scale consistency of whole pieces and of 12-beat segments: if segments scored as well
+as real music while whole pieces did not, the generator would be drifting from key to key; if
+segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
+`--num-samples` pieces at each offset added to the VAE's decision threshold (in logits; higher
+decodes fewer, surer notes) and prints their median pitch-class overlap, so that a decoder
+writing doubtful notes would show.
+
+    python experiments/tonal_profile.py --reference ../shared/corpora/goldberg DIR [DIR ...] \
+        [--checkpoint-dir checkpoints --threshold-offsets 0 0.5 1 2]
+"""
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bachsformer.evaluate import DEFAULT_HELD_OUT
+from bachsformer.generation import Bachsformer
+from bachsformer.music_stats import PITCH_CLASSES, SCALES, overlap, pitch_class_counts, scale_consistency
+from ludovico_vae.dataset import find_midi_files
+from ludovico_vae.midi import read_midi
+
+SEGMENT_BEATS = 12
+NAMES = "C C# D D# E F F# G G# A A# B".split()
+
+
+def notes_of(folder) -> list:
+    return [read_midi(path).notes for path in find_midi_files(Path(folder))]
+
+
+def segment_consistency(notes) -> list:
+    """Scale consistency of each 12-beat segment that holds more than 10 notes."""
+    scores = []
+    for start in np.arange(0, notes.start.max(), SEGMENT_BEATS):
+        inside = (notes.start >= start) & (notes.start < start + SEGMENT_BEATS)
+        if inside.sum() > 10:
+            counts = np.bincount(notes.pitch[inside] % PITCH_CLASSES, minlength=PITCH_CLASSES)
+            scores.append((SCALES @ counts).max() / counts.sum())
+    return scores
+
+
+def profile(pieces) -> np.ndarray:
+    counts = sum(pitch_class_counts(notes) for notes in pieces)
+    return counts / counts.sum()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="*", help="folders of MIDI files to profile")
+    parser.add_argument("--reference", required=True, help="the training corpus (held-out pieces are set aside)")
+    parser.add_argument("--checkpoint-dir", help="also sample from this pair at each threshold offset")
+    parser.add_argument("--threshold-offsets", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
+    parser.add_argument("--num-samples", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    reference = [read_midi(path).notes for path in find_midi_files(Path(args.reference))
+                 if path.stem not in DEFAULT_HELD_OUT]
+    ref_profile = profile(reference)
+    print(f"{'':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  overlap  scale (piece / 12 beats)")
+    rows = [("reference", reference)] + [(folder, notes_of(folder)) for folder in args.folders]
+    for label, pieces in rows:
+        p = profile(pieces)
+        whole = np.median([scale_consistency(n) for n in pieces])
+        local = np.median([s for n in pieces for s in segment_consistency(n)])
+        print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in p)
+              + f"  {overlap(p, ref_profile):7.3f}  {whole:.3f} / {local:.3f}")
+
+    if args.checkpoint_dir:
+        model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
+        base = model.vae.threshold.clone()
+        for offset in args.threshold_offsets:
+            model.vae.threshold.copy_(base + offset)
+            pieces = [g.midi for g in model.generate(seed=args.seed, num_samples=args.num_samples)]
+            with tempfile.TemporaryDirectory() as tmp:
+                for i, midi in enumerate(pieces):
+                    midi.write(f"{tmp}/{i}.mid")
+                generated = notes_of(tmp)
+            overlaps = [overlap(profile([n]), ref_profile) for n in generated]
+            print(f"threshold offset {offset:+.1f}: median pitch-class overlap {np.median(overlaps):.3f}, "
+                  f"notes per piece {np.median([len(n) for n in generated]):.0f}")
+
+
+if __name__ == "__main__":
+    main()
