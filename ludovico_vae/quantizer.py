@@ -122,13 +122,13 @@ class VectorQuantizer(nn.Module):
         smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
         self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
         if self.dead_code_threshold > 0:
-            self._restart_dead_codes(flat, (flat - quantized).pow(2).sum(1))
+            self._restart_dead_codes(flat, quantized)
 
-    def _restart_dead_codes(self, flat: torch.Tensor, error: torch.Tensor) -> None:
+    def _restart_dead_codes(self, flat: torch.Tensor, quantized: torch.Tensor) -> None:
         """Move codes used less than the threshold onto encoder outputs of this batch.
 
         "uniform" draws the outputs at random; "error" draws them without replacement in
-        proportion to `error`, each vector's squared distance from its code, and hands the
+        proportion to each vector's squared distance from its code (`quantized`), and hands the
         draws out to the dead codes in order, so the first (likeliest worst-served) go first.
 
         Rank 0 chooses, everyone copies: every rank restarts the same codes at the same vectors
@@ -142,6 +142,7 @@ class VectorQuantizer(nn.Module):
         # no `if dead.any()`: branch-free, so no device sync and every rank makes the same calls
         k, n = self.codebook_size, flat.shape[0]
         if self.restart == "error":
+            error = (flat - quantized).pow(2).sum(1)
             # tiny floor: multinomial needs as many non-zero weights as it draws
             weights = error + error.mean() * 1e-6 + 1e-12
             order = torch.multinomial(weights, min(n, k), replacement=n < k)
