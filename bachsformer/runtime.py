@@ -236,11 +236,17 @@ class RunFolder:
         check_matches(state, self.last, expected or {})
         return state
 
-    def save(self, state: dict, improved: bool) -> None:
-        """`last` at every evaluation; `best` too when the monitored metric improved."""
+    def save(self, state: dict, improved: bool, snapshot: bool = False) -> None:
+        """`last` at every evaluation; `best` too when the monitored metric improved.
+
+        With `snapshot`, also `step-NNNNNN.pt`: held-out likelihood does not rank checkpoints the
+        way their samples do, so a run can keep every one for a later choice.
+        """
         save_checkpoint(state, self.last)
         if improved:
             save_checkpoint(state, self.best)
+        if snapshot:
+            save_checkpoint(state, self.dir / f"step-{state['step']:06d}.pt")
 
 
 def export_weights(source, destination, kind: str) -> None:

@@ -63,6 +63,7 @@ class GPTTrainConfig(TrainerConfig):
     max_steps: int = 6000
     batch_size: int = 64  # the global batch: a distributed run splits it evenly over its processes
     eval_every: int = 500  # steps between evaluations (and checkpoints)
+    keep_snapshots: bool = False  # also keep each evaluation's checkpoint as step-NNNNNN.pt
     monitor_pieces: int = 3  # training pieces also scored at each evaluation, to show overfitting
     seed: int = 0
     device: str = "auto"
@@ -256,7 +257,7 @@ def _train_transformer(config: dict, world: World, resume: bool, log, progress: 
                  **world.rng_state()}
         if world.is_main:
             metrics.append(row)
-            run.save(state, improved)
+            run.save(state, improved, snapshot=train.keep_snapshots)
             bar.write(f"step {trainer.step}: train {row['train_bits']:.3f}, training pieces {monitor_bits:.3f}, "
                       f"held-out {val_bits:.3f} bits/token (unigram {val_unigram:.3f}), "
                       f"{row['tokens_per_s']:.0f} tokens/s{' *' if improved else ''}")

@@ -66,6 +66,18 @@ def test_training_records_bits_and_names_its_vae(tiny_corpus, tiny_vae, tmp_path
     assert state["model_config"]["vocab_size"] == 8 and state["model_config"]["block_size"] == 4 * 16
     assert list(state["model_config"]["extra_vocab_sizes"]) == [16, 16, 12]
     assert state["vae_sha256"] == sha256_file(tiny_vae)
+    assert not list(out.glob("step-*.pt"))  # snapshots only when asked for
+
+
+def test_snapshots_keep_every_evaluation_checkpoint(tiny_corpus, tiny_vae, tmp_path):
+    out = tmp_path / "run"
+    train_transformer(_config(tiny_corpus, tiny_vae, out, "--train.keep_snapshots=true"), log=_quiet, progress=False)
+    assert sorted(p.name for p in out.glob("step-*.pt")) == ["step-000003.pt", "step-000006.pt"]
+    early, last = load_checkpoint(out / "step-000003.pt", "transformer"), load_checkpoint(out / "last.pt", "transformer")
+    assert early["step"] == 3 and last["step"] == 6
+    final = load_checkpoint(out / "step-000006.pt", "transformer")
+    assert all(torch.equal(final["model"][k], last["model"][k]) for k in last["model"])
+    assert not all(torch.equal(early["model"][k], last["model"][k]) for k in last["model"])
 
 
 def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tiny_vae, tmp_path):
