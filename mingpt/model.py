@@ -406,39 +406,41 @@ class _CachedLayer:
     """One block's weights, laid out for one-token steps, and its rolling key/value cache.
 
     Weights: the fused q, k, v projection with its q rows scaled by 1/sqrt(hs), so attention
-    needs no scaling op, and every projection transposed so that the residual ones add into x
-    in place (`addmm_`).
-    Cache: keys and values in two tensors (B nkv, L, hs); position p lives in slot p % L. One
-    complex multiply rotates the new key straight into its slot. Keys and values side by side
-    in one tensor would save the value's copy, but then every row the attention reads is strided,
-    and at batch 32 its two batched products took twice as long (250 against 130 us a layer).
-    Every op writes into buffers made once here, through views made once here: at batch 1 a
-    step costs its number of ops and the weights it streams from memory, not its arithmetic.
+    needs no scaling op, its k and v rows interleaved per head to match the cache, and every
+    projection transposed so that the residual ones add into x in place (`addmm_`).
+    Cache: (B, nkv, L, 2 hs), each key beside its value; position p lives in slot p % L. One
+    complex multiply rotates the new key (its value is multiplied by 1) and writes both into
+    their slot. Every op writes into buffers made once here, through views made once here: at
+    batch 1 a step costs its number of ops and the weights it streams from memory, not its
+    arithmetic.
     """
 
     def __init__(self, block: Block, config: GPTConfig, batch_size: int):
         B, C, nh, nkv = batch_size, config.n_embd, config.n_head, config.kv_heads
         hs, L = config.head_size, config.block_size
-        self.C, self.L = C, L
+        self.C, self.L, self.half = C, L, hs // 2
         attn, mlp = block.attn, block.mlp
-        scale = torch.cat([torch.full((C,), 1 / math.sqrt(hs)), torch.ones(2 * nkv * hs)])  # q rows only
-        w_qkv = attn.c_attn.weight.detach()
-        self.w_qkv = (w_qkv * scale.to(w_qkv)[:, None]).t().contiguous()  # (C, C + 2 nkv hs) for h @ w
-        self.b_qkv = None if attn.c_attn.bias is None else attn.c_attn.bias.detach() * scale.to(w_qkv)
+
+        def qkv_rows(t: torch.Tensor) -> torch.Tensor:
+            """Rows q, k, v -> q scaled, then k and v of each key/value head side by side."""
+            q, k, v = t.split([C, nkv * hs, nkv * hs])
+            kv = torch.stack([k.reshape(nkv, hs, -1), v.reshape(nkv, hs, -1)], dim=1)
+            return torch.cat([q / math.sqrt(hs), kv.reshape(2 * nkv * hs, -1)]).reshape(-1, *t.shape[1:])
+
+        self.w_qkv = qkv_rows(attn.c_attn.weight.detach()).t().contiguous()  # (C, C + 2 nkv hs) for h @ w
+        self.b_qkv = None if attn.c_attn.bias is None else qkv_rows(attn.c_attn.bias.detach()[:, None])[:, 0]
         self.w_o, self.b_o = attn.c_proj.weight.detach().t().contiguous(), _detached(attn.c_proj.bias)  # (C, C)
         self.w_fc, self.b_fc = mlp.c_fc.weight.detach().t().contiguous(), _detached(mlp.c_fc.bias)  # (C, 4C)
         self.w_proj, self.b_proj = mlp.c_proj.weight.detach().t().contiguous(), _detached(mlp.c_proj.bias)
         self.ln_1, self.ln_2 = _layer_norm_args(block.ln_1), _layer_norm_args(block.ln_2)
         new = dict(dtype=self.w_qkv.dtype, device=self.w_qkv.device)
-        self.k, self.v = torch.zeros(B, nkv, L, hs, **new), torch.zeros(B, nkv, L, hs, **new)
-        self.kT3 = self.k.view(B * nkv, L, hs).transpose(1, 2)  # (B*nkv, hs, L)
-        self.v3 = self.v.view(B * nkv, L, hs)
-        self.k_slots = [torch.view_as_complex(s.view(B, nkv, hs // 2, 2)) for s in self.k.unbind(2)]
-        self.v_slots = self.v.unbind(2)  # (B, nkv, hs) each
+        self.kv = torch.zeros(B, nkv, L, 2 * hs, **new)
+        kv3 = self.kv.view(B * nkv, L, 2 * hs)
+        self.kT3, self.v3 = kv3[..., :hs].transpose(1, 2), kv3[..., hs:]  # (B*nkv, hs, L), (B*nkv, L, hs)
+        self.kv_slots = [torch.view_as_complex(s.view(B, nkv, hs, 2)) for s in self.kv.unbind(2)]
         self.qkv = torch.empty(B, C + 2 * nkv * hs, **new)
         self.q_new = torch.view_as_complex(self.qkv[:, :C].view(B, nh, hs // 2, 2))
-        self.k_new = torch.view_as_complex(self.qkv[:, C:C + nkv * hs].view(B, nkv, hs // 2, 2))
-        self.v_new = self.qkv[:, C + nkv * hs:].view(B, nkv, hs)
+        self.kv_new = torch.view_as_complex(self.qkv[:, C:].view(B, nkv, hs, 2))
         q = torch.empty(B, nh, hs, **new)
         self.q_rot = torch.view_as_complex(q.view(B, nh, hs // 2, 2))
         self.q3 = q.view(B * nkv, nh // nkv, hs)  # the query heads of each key/value head
@@ -449,21 +451,21 @@ class _CachedLayer:
 
     def write_prompt(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """k, v (B, nkv, T, hs) of positions 0 .. T-1, T <= L, from the prefill forward."""
-        T = k.shape[2]
-        self.k[:, :, :T] = k
-        self.v[:, :, :T] = v
+        T, hs = k.shape[2], k.shape[3]
+        self.kv[:, :, :T, :hs] = k
+        self.kv[:, :, :T, hs:] = v
         self.filled = T
 
     def step(self, x: torch.Tensor, rot: torch.Tensor, slot: int) -> torch.Tensor:
-        """x (B, C) of the token at the position of `slot`, rot (hs/2,) its rotation -> x, updated in place."""
+        """x (B, C) of the token at the position of `slot`, rot (hs,) its key-and-value rotation
+        (hs/2 angles, then hs/2 ones) -> x, updated in place."""
         h = F.layer_norm(x, (self.C,), *self.ln_1)
         if self.b_qkv is None:
             torch.mm(h, self.w_qkv, out=self.qkv)  # (B, C + 2 nkv hs)
         else:
             torch.addmm(self.b_qkv, h, self.w_qkv, out=self.qkv)
-        torch.mul(self.q_new, rot, out=self.q_rot)  # rope, (B, nh, hs/2) complex
-        torch.mul(self.k_new, rot, out=self.k_slots[slot])  # rope on k, into the cache
-        self.v_slots[slot].copy_(self.v_new)
+        torch.mul(self.q_new, rot[:self.half], out=self.q_rot)  # rope, (B, nh, hs/2) complex
+        torch.mul(self.kv_new, rot, out=self.kv_slots[slot])  # rope on k, v as is, into the cache
         if self.filled < self.L:
             self.filled += 1
             n = self.filled
@@ -544,9 +546,12 @@ class KVCacheDecoder:
         return self.fast_step(idx, extra)
 
     def _rotation(self, pos: int) -> torch.Tensor:
-        """(hs/2,) complex: the rotation of position `pos`, from a table made 1024 positions at a time."""
+        """(hs,) complex: the rotation of position `pos` (hs/2), then hs/2 ones for the value.
+
+        From a table made 1024 positions at a time."""
         if not 0 <= pos - self._table_start < len(self._table):
             table = self.model._rotations(1024, start=pos, device=self.device)[:, 0]  # (1024, hs/2)
+            table = torch.cat([table, torch.ones_like(table)], dim=1)
             self._table_start, self._table = pos, table.unbind(0)
         return self._table[pos - self._table_start]
 
