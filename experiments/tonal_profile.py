@@ -2,10 +2,10 @@
 what the decoder's decision threshold changes.
 
 For each folder of MIDI files it prints the pooled pitch-class profile beside the training
-pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them, and
-the median scale consistency of whole pieces and of 12-beat segments: if segments scored as well
-as real music while whole pieces did not, the generator would be drifting from key to key; if
-segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
+pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them, the
+median scale consistency of whole pieces and of 12-beat segments, and the share of notes below G3
+(the bass). If segments scored as well as real music while whole pieces did not, the generator
+would be drifting from key to key; if segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
 `--num-samples` pieces at each offset added to the VAE's decision threshold (in logits; higher
 decodes fewer, surer notes) and prints their median pitch-class overlap, so that a decoder
 writing doubtful notes would show.
@@ -26,6 +26,7 @@ from ludovico_vae.dataset import find_midi_files
 from ludovico_vae.midi import read_midi
 
 SEGMENT_BEATS = 12
+BASS_BELOW = 55  # G3: the share of notes under it shows how much bass a piece has
 NAMES = "C C# D D# E F F# G G# A A# B".split()
 
 
@@ -62,14 +63,15 @@ def main() -> None:
     reference = [read_midi(path).notes for path in find_midi_files(Path(args.reference))
                  if path.stem not in DEFAULT_HELD_OUT]
     ref_profile = profile(reference)
-    print(f"{'':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  overlap  scale (piece / 12 beats)")
+    print(f"{'':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  overlap  scale (piece / 12 beats)  bass")
     rows = [("reference", reference)] + [(folder, notes_of(folder)) for folder in args.folders]
     for label, pieces in rows:
         p = profile(pieces)
         whole = np.median([scale_consistency(n) for n in pieces])
         local = np.median([s for n in pieces for s in segment_consistency(n)])
+        bass = sum((n.pitch < BASS_BELOW).sum() for n in pieces) / sum(len(n.pitch) for n in pieces)
         print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in p)
-              + f"  {overlap(p, ref_profile):7.3f}  {whole:.3f} / {local:.3f}")
+              + f"  {overlap(p, ref_profile):7.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}")
 
     if args.checkpoint_dir:
         model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
