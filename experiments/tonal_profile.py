@@ -3,9 +3,10 @@ what the decoder's decision threshold changes.
 
 For each folder of MIDI files it prints the pooled pitch-class profile beside the training
 pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them, the
-median scale consistency of whole pieces and of 12-beat segments, and the share of notes below G3
-(the bass). If segments scored as well as real music while whole pieces did not, the generator
-would be drifting from key to key; if segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
+median scale consistency of whole pieces and of 12-beat segments, the share of notes below G3
+(the bass), and the median overlap of each quarter of a piece. If segments scored as well as
+real music while whole pieces did not, the generator would be drifting from key to key; if
+segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
 `--num-samples` pieces at each offset added to the VAE's decision threshold (in logits; higher
 decodes fewer, surer notes) and prints their median pitch-class overlap, so that a decoder
 writing doubtful notes would show.
@@ -45,6 +46,17 @@ def segment_consistency(notes) -> list:
     return scores
 
 
+def quarter_overlaps(pieces, ref_profile) -> np.ndarray:
+    """Median pitch-class overlap of each quarter of a piece with the reference: a key that
+    wanders as a piece goes on would show as falling quarters."""
+    rows = []
+    for notes in pieces:
+        edges = np.linspace(0, notes.start.max() + 1e-9, 5)
+        quarter = np.searchsorted(edges, notes.start, side="right") - 1
+        rows.append([overlap(profile([notes.select(quarter == q)]), ref_profile) for q in range(4)])
+    return np.median(rows, axis=0)
+
+
 def profile(pieces) -> np.ndarray:
     counts = sum(pitch_class_counts(notes) for notes in pieces)
     return counts / counts.sum()
@@ -63,7 +75,7 @@ def main() -> None:
     reference = [read_midi(path).notes for path in find_midi_files(Path(args.reference))
                  if path.stem not in DEFAULT_HELD_OUT]
     ref_profile = profile(reference)
-    print(f"{'':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  overlap  scale (piece / 12 beats)  bass")
+    print(f"{'':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  overlap  scale (piece / 12 beats)  bass  quarters")
     rows = [("reference", reference)] + [(folder, notes_of(folder)) for folder in args.folders]
     for label, pieces in rows:
         p = profile(pieces)
@@ -71,7 +83,8 @@ def main() -> None:
         local = np.median([s for n in pieces for s in segment_consistency(n)])
         bass = sum((n.pitch < BASS_BELOW).sum() for n in pieces) / sum(len(n.pitch) for n in pieces)
         print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in p)
-              + f"  {overlap(p, ref_profile):7.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}")
+              + f"  {overlap(p, ref_profile):7.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}  "
+              + " ".join(f"{q:.3f}" for q in quarter_overlaps(pieces, ref_profile)))
 
     if args.checkpoint_dir:
         model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
