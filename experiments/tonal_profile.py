@@ -53,8 +53,9 @@ def quarter_overlaps(pieces, ref_profile) -> np.ndarray:
     for notes in pieces:
         edges = np.linspace(0, notes.start.max() + 1e-9, 5)
         quarter = np.searchsorted(edges, notes.start, side="right") - 1
-        rows.append([overlap(profile([notes.select(quarter == q)]), ref_profile) for q in range(4)])
-    return np.median(rows, axis=0)
+        rows.append([overlap(profile([notes.select(quarter == q)]), ref_profile) if (quarter == q).any()
+                     else np.nan for q in range(4)])  # a silent quarter has no profile
+    return np.nanmedian(rows, axis=0)
 
 
 def profile(pieces) -> np.ndarray:
