@@ -18,7 +18,7 @@ from ludovico_vae.frames import Piece, meter_per_frame, shift_keys
 from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, score_to_midi
 
 from .runtime import resolve_device
-from .tokens import beat_slots, token_extras
+from .tokens import beat_slots, progress_bins, token_extras
 from .transformer_training import load_pair, select_extras
 
 MAX_BARS = 10_000
@@ -63,8 +63,8 @@ class Bachsformer:
         empty = torch.zeros((1, *self.grid.frame_shape), device=self.device)
         return self.vae.encode_indices(empty)[0]
 
-    def _extras(self, n_frames: int, slots: np.ndarray, batch: int) -> torch.Tensor | None:
-        extras = torch.from_numpy(token_extras(n_frames, self.indices_per_frame, slots))
+    def _extras(self, n_frames: int, slots: np.ndarray, progress: np.ndarray, batch: int) -> torch.Tensor | None:
+        extras = torch.from_numpy(token_extras(n_frames, self.indices_per_frame, slots, progress=progress))
         extras = select_extras(extras, self.extra_inputs)
         return None if extras is None else extras[None].expand(batch, -1, -1).to(self.device)
 
@@ -100,6 +100,8 @@ class Bachsformer:
         starts = np.arange(n_prompt + n_new + (context is None), dtype=np.float64) - lead_in
         _, _, beat_in_bar = meter_per_frame(signatures, starts)
         slots = beat_slots(beat_in_bar, self.n_slots)
+        # the output (prompt, then continuation) is the piece whose progress the model is told
+        progress = progress_bins(np.arange(len(starts)) - (context is None), n_prompt + n_new)
 
         if context is None:
             first = self._silence()[None]  # (1, 16)
@@ -108,7 +110,8 @@ class Bachsformer:
             first = self.vae.encode_indices(torch.from_numpy(seen).float().to(self.device))
         prompt_tokens = first.reshape(1, -1).expand(num_samples, -1)
         n_context_frames = len(first)
-        extras = self._extras(n_context_frames + n_new, slots[-(n_context_frames + n_new):], num_samples)
+        window = slice(-(n_context_frames + n_new), None)
+        extras = self._extras(n_context_frames + n_new, slots[window], progress[window], num_samples)
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         out = self.transformer.generate(prompt_tokens, n_new * self.indices_per_frame, temperature=temperature,
                                         top_k=top_k, top_p=top_p, generator=generator, extras=extras)

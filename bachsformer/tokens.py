@@ -19,12 +19,17 @@ from ludovico_vae.frames import Piece, shift_keys
 from .reconstruction import reconstruct
 
 TOKEN_CACHE_FORMAT = 1
-FRAME_INDEX, BEAT_SLOT, KEY = 0, 1, 2  # the extra per-token inputs of the transformer
+FRAME_INDEX, BEAT_SLOT, KEY, PROGRESS = 0, 1, 2, 3  # the extra per-token inputs of the transformer
 SLOTS_PER_BEAT = 2  # beat position in the bar, counted in eighth notes
 # The key input is a window's transposition from the piece as written, modulo an octave. Trained
 # on every transposition, the model learns them all; asked for 0, it writes in the corpus' keys
 # instead of drifting into whichever key its first notes happen to suggest.
 KEYS = 12
+# The progress input is how far through its piece a frame lies, in sixteenths of the piece. A
+# 192-token context spans 12 beats, too little to know where a piece is in its form; a piece
+# without it wanders from key to key. Told how far it has come, the model can follow the corpus'
+# harmonic plan (out to the dominant, home at the end) over any length.
+PROGRESS_BINS = 16
 
 
 @dataclass
@@ -45,11 +50,23 @@ def beat_slots(beat_in_bar: np.ndarray, n_slots: int) -> np.ndarray:
     return np.minimum(np.floor(beat_in_bar * SLOTS_PER_BEAT + 0.5).astype(np.int64), n_slots - 1)
 
 
-def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray, transpose: int = 0) -> np.ndarray:
-    """Per-token extra inputs `(n_frames * indices_per_frame, 3)`: index within the frame, beat slot, key."""
+def progress_bins(frames: np.ndarray, piece_frames: int) -> np.ndarray:
+    """The progress bin of each frame position in a piece of `piece_frames` frames (earlier
+    positions, such as a silent lead-in, are bin 0; later ones the last bin)."""
+    bins = np.floor(np.asarray(frames) * PROGRESS_BINS / max(piece_frames, 1)).astype(np.int64)
+    return np.clip(bins, 0, PROGRESS_BINS - 1)
+
+
+def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray, transpose: int = 0,
+                 progress: np.ndarray | None = None) -> np.ndarray:
+    """Per-token extra inputs `(n_frames * indices_per_frame, 4)`: index within the frame, beat
+    slot, key, progress. `progress` (n_frames,) defaults to that of a whole piece of n_frames."""
     index = np.tile(np.arange(indices_per_frame), n_frames)
     key = np.full_like(index, transpose % KEYS)
-    return np.stack([index, np.repeat(slots[:n_frames], indices_per_frame), key], axis=1)
+    if progress is None:
+        progress = progress_bins(np.arange(n_frames), n_frames)
+    return np.stack([index, np.repeat(slots[:n_frames], indices_per_frame), key,
+                     np.repeat(progress[:n_frames], indices_per_frame)], axis=1)
 
 
 def encode_piece(model, piece: Piece, device, n_slots: int, transpose: int = 0) -> TokenPiece:

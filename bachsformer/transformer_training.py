@@ -26,12 +26,12 @@ from mingpt.trainer import Trainer, TrainerConfig
 from .config import ConfigError
 from .distributed import World, joined
 from .runtime import CheckpointError, load_checkpoint
-from .tokens import BEAT_SLOT, FRAME_INDEX, KEY, KEYS, TokenWindows, encode_corpus, token_extras
+from .tokens import BEAT_SLOT, FRAME_INDEX, KEY, KEYS, PROGRESS, PROGRESS_BINS, TokenWindows, encode_corpus, token_extras
 from .vae_training import DataConfig, load_corpus, load_vae, monitor_subset, split_pieces
 
 CHECKPOINT_KIND = "transformer"
 CHECKPOINT_FORMAT = 1
-EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT, "key": KEY}
+EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT, "key": KEY, "progress": PROGRESS}
 
 
 @dataclass
@@ -83,7 +83,7 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, codebook_size
 
     A `model.block_size` set by hand must be the context that `data.frames_per_window` gives.
     """
-    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS}
+    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS, "progress": PROGRESS_BINS}
     block_size = data.frames_per_window * indices_per_frame
     if model.block_size not in (GPTConfig.block_size, block_size):
         reason = (f"is not a multiple of the {indices_per_frame} codes of a frame" if model.block_size % indices_per_frame
@@ -97,7 +97,7 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, codebook_size
 
 
 def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
-    """The columns of the per-token extras `(..., 3)` the model was configured with."""
+    """The columns of the per-token extras `(..., 4)` the model was configured with."""
     if not names:
         return None
     return extras[..., [EXTRA_INPUTS[n] for n in names]]

@@ -93,6 +93,32 @@ def test_a_continuation_keeps_the_prompt_exactly_and_has_no_seam(model, tmp_path
     assert trimmed.midi.instruments[0].notes[0].start < 60 / 120 * 4  # no silence left where bars were cut
 
 
+def _progress_seen(model, monkeypatch, **options) -> np.ndarray:
+    """The progress input of each frame the transformer is asked to write, read off its extras."""
+    from bachsformer.transformer_training import EXTRA_INPUTS
+
+    seen = {}
+
+    def fake_generate(idx, max_new_tokens, extras=None, **_):
+        seen["progress"] = extras[0, ::16, -1].numpy()  # one value per frame, prompt frames first
+        return torch.cat([idx, torch.zeros(idx.shape[0], max_new_tokens, dtype=idx.dtype)], dim=1)
+
+    monkeypatch.setattr(model, "extra_inputs", [*EXTRA_INPUTS])  # progress is the last column
+    monkeypatch.setattr(model.transformer, "generate", fake_generate)
+    model.generate(**options)
+    return seen["progress"]
+
+
+def test_progress_runs_through_the_piece_written(model, monkeypatch, tmp_path):
+    progress = _progress_seen(model, monkeypatch, bars=8, meter=(4, 4))  # 32 frames after a silent one
+    assert progress.tolist() == [0] + np.repeat(np.arange(16), 2).tolist()
+    notes = [(60 + i % 5, i * 0.5, i * 0.5 + 0.5) for i in range(16)]
+    prompt = score_to_piece(read_midi(write_midi(tmp_path / "p.mid", notes)), model.grid)  # 8 frames
+    progress = _progress_seen(model, monkeypatch, bars=6, meter=(4, 4), prompt=prompt)  # the piece: 8 + 24 frames
+    context = model.transformer.config.block_size // 16
+    assert progress.tolist() == np.repeat(np.arange(16), 2)[8 - context:].tolist()
+
+
 @pytest.mark.parametrize("bad", [dict(bars=0), dict(temperature=0), dict(top_p=1.5), dict(num_samples=0)])
 def test_bad_options_raise(model, bad):
     with pytest.raises(ValueError):

@@ -10,7 +10,7 @@ from bachsformer import tokens as tokens_module
 from bachsformer.config import ConfigError, build_config
 from bachsformer.evaluate import main as evaluate_main
 from bachsformer.runtime import CheckpointError, export_weights, load_checkpoint
-from bachsformer.tokens import TokenPiece, TokenWindows, beat_slots, token_extras
+from bachsformer.tokens import TokenPiece, TokenWindows, beat_slots, progress_bins, token_extras
 from ludovico_vae.files import sha256_file
 from bachsformer.transformer_training import SECTIONS, load_pair, load_transformer, train_transformer
 from conftest import TINY_GPT
@@ -41,13 +41,28 @@ def test_windows_are_whole_frames_with_targets_shifted_by_one():
 def test_windows_carry_the_key_of_their_transposition():
     pieces = [TokenPiece("a", np.zeros((6, 4), dtype=np.int64), np.zeros(6, dtype=np.int64), transpose=-3)]
     _, _, e = TokenWindows(pieces, frames_per_window=2).batch(np.array([0, 3]))
-    assert e.shape == (2, 8, 3) and (e[..., 2] == 9).all()
+    assert e.shape == (2, 8, 4) and (e[..., 2] == 9).all()
 
 
 def test_beat_slots_count_eighths_and_cap_long_bars():
     assert beat_slots(np.array([0.0, 0.5, 1.0, 3.5, 9.0]), 16).tolist() == [0, 1, 2, 7, 15]
-    assert token_extras(2, 3, np.array([0, 4])).tolist() == [[0, 0, 0], [1, 0, 0], [2, 0, 0],
-                                                             [0, 4, 0], [1, 4, 0], [2, 4, 0]]
+    assert token_extras(2, 3, np.array([0, 4]))[:, :3].tolist() == [[0, 0, 0], [1, 0, 0], [2, 0, 0],
+                                                                    [0, 4, 0], [1, 4, 0], [2, 4, 0]]
+
+
+def test_progress_counts_sixteenths_of_the_piece():
+    assert progress_bins(np.arange(32), 32).tolist() == np.repeat(np.arange(16), 2).tolist()
+    assert progress_bins(np.array([-1, 0, 9, 10, 99]), 10).tolist() == [0, 0, 14, 15, 15]
+    extras = token_extras(4, 2, np.zeros(4, dtype=np.int64))  # a whole piece of 4 frames
+    assert extras[:, 3].tolist() == [0, 0, 4, 4, 8, 8, 12, 12]
+    given = token_extras(2, 2, np.zeros(2, dtype=np.int64), progress=np.array([7, 15]))
+    assert given[:, 3].tolist() == [7, 7, 15, 15]
+
+
+def test_windows_carry_the_progress_through_their_piece():
+    pieces = [TokenPiece("a", np.zeros((16, 2), dtype=np.int64), np.zeros(16, dtype=np.int64))]
+    _, _, e = TokenWindows(pieces, frames_per_window=2).batch(np.array([0, 13]))
+    assert e[0, :, 3].tolist() == [0, 0, 1, 1] and e[1, :, 3].tolist() == [13, 13, 14, 14]
 
 
 @pytest.mark.parametrize("transpose, key", [(0, 0), (5, 5), (-5, 7), (-12, 0), (13, 1)])
