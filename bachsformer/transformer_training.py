@@ -41,6 +41,7 @@ class TokenDataConfig(DataConfig):
     transpositions: tuple[int, ...] = (-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6)  # of the training pieces
     extra_inputs: tuple[str, ...] = ("frame_index", "beat", "key")  # besides token position
     beat_slots: int = 16  # eighth-note slots of the beat-position embedding (bars up to 8 beats)
+    code_features: bool = False  # also feed each code's VAE codebook vector into its embedding
 
     def __post_init__(self):
         if self.frames_per_window < 1:
@@ -78,11 +79,13 @@ class GPTTrainConfig(TrainerConfig):
 SECTIONS = {"data": TokenDataConfig, "model": GPTConfig, "train": GPTTrainConfig}
 
 
-def model_config_for_data(model: GPTConfig, data: TokenDataConfig, codebook_size: int, indices_per_frame: int):
-    """Vocabulary, context and extra inputs follow the VAE and the data, never a hand-set number.
+def model_config_for_data(model: GPTConfig, data: TokenDataConfig, vae_config):
+    """Vocabulary, context, extra inputs and code features follow the VAE and the data, never a
+    hand-set number.
 
     A `model.block_size` set by hand must be the context that `data.frames_per_window` gives.
     """
+    codebook_size, indices_per_frame = vae_config.codebook_size, vae_config.n_indices
     sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS, "progress": PROGRESS_BINS}
     block_size = data.frames_per_window * indices_per_frame
     if model.block_size not in (GPTConfig.block_size, block_size):
@@ -91,9 +94,17 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, codebook_size
         raise ConfigError(f"model.block_size: {model.block_size} {reason}; set data.frames_per_window instead")
     try:
         return dataclasses.replace(model, vocab_size=codebook_size, block_size=block_size,
-                                   extra_vocab_sizes=tuple(sizes[e] for e in data.extra_inputs))
+                                   extra_vocab_sizes=tuple(sizes[e] for e in data.extra_inputs),
+                                   token_feature_dim=vae_config.code_dim if data.code_features else 0)
     except ValueError as e:
         raise ConfigError(f"model: {e}") from None
+
+
+def code_features(vae) -> torch.Tensor:
+    """(codebook_size, code_dim) the VAE's codebook vectors, each dimension standardised: what the
+    decoder knows of each code, on a scale the embedding's projection need not learn."""
+    codebook = vae.quantizer.codebook.detach().float()
+    return (codebook - codebook.mean(0)) / codebook.std(0).clamp_min(1e-8)
 
 
 def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
@@ -177,7 +188,7 @@ def train_transformer(config: dict, resume: bool = False, log=print, progress: b
 def _train_transformer(config: dict, world: World, resume: bool, log, progress: bool, on_step) -> dict:
     data, train = config["data"], config["train"]
     vae_config = load_vae(data.vae)[0].config  # a bad VAE or model config stops the run before any work
-    model_config = model_config_for_data(config["model"], data, vae_config.codebook_size, vae_config.n_indices)
+    model_config = model_config_for_data(config["model"], data, vae_config)
     run, log, local_batch = world.start_run(config, resume, log)
     device = world.device
     corpus = load_token_corpus(data, device, log)
@@ -190,6 +201,8 @@ def _train_transformer(config: dict, world: World, resume: bool, log, progress: 
         + (f", {world.size} processes of {local_batch} windows a batch" if world.size > 1 else ""))
 
     model = GPT(model_config).to(device)
+    if model_config.token_feature_dim:
+        model.token_features.copy_(code_features(corpus["vae"]))
     trainer = Trainer(world.wrap(model), train, train.max_steps, device)
     world.seed_ranks(train.seed)
     if on_step is not None:

@@ -49,6 +49,7 @@ class GPTConfig:
     dropout: float = 0.1  # on the embeddings and on each residual branch
     bias: bool = False  # biases in linear layers and layer norms
     extra_vocab_sizes: tuple[int, ...] = ()  # one embedding table per extra per-token input
+    token_feature_dim: int = 0  # fixed features of each token (the `token_features` buffer), projected in
     rope_base: float = 10000.0  # rotary wavelengths run from 2 pi up to 2 pi * rope_base positions
 
     def __post_init__(self):
@@ -61,6 +62,8 @@ class GPTConfig:
                 raise ValueError(f"n_head={self.n_head} must be divisible by n_kv_head={self.n_kv_head}")
         for v in self.extra_vocab_sizes:
             _check_positive_int("extra_vocab_sizes", v)
+        if not isinstance(self.token_feature_dim, int) or self.token_feature_dim < 0:
+            raise ValueError(f"token_feature_dim must be a non-negative integer, got {self.token_feature_dim!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if (self.n_embd // self.n_head) % 2:
@@ -205,6 +208,11 @@ class GPT(nn.Module):
             h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
+        if config.token_feature_dim:
+            # what the application knows of each token (e.g. a codebook vector): tokens with
+            # similar features start out near each other, so rare tokens learn from common ones
+            self.register_buffer("token_features", torch.zeros(config.vocab_size, config.token_feature_dim))
+            self.transformer.wfe = nn.Linear(config.token_feature_dim, config.n_embd, bias=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # tied: a token's input and output vectors agree (Press & Wolf 2017); saves V * C weights
         self.lm_head.weight = self.transformer.wte.weight
@@ -255,6 +263,8 @@ class GPT(nn.Module):
     def embed(self, idx: torch.Tensor, extras: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T), extras (B, T, n_extra) -> (B, T, C): the sum of all embeddings."""
         x = self.transformer.wte(idx)
+        if self.config.token_feature_dim:
+            x = x + self.transformer.wfe(self.token_features[idx])
         for i, table in enumerate(self.transformer.wxe):
             x = x + table(extras[..., i])
         return x
@@ -504,6 +514,8 @@ class KVCacheDecoder:
     def __init__(self, model: GPT, batch_size: int, temperature: float = 1.0):
         self.model, self.config, self.batch_size = model, model.config, batch_size
         self.wte = model.transformer.wte.weight.detach()
+        if self.config.token_feature_dim:  # fold the projected features into one input table
+            self.wte = self.wte + model.transformer.wfe(model.token_features).detach()
         self.device, self.dtype = self.wte.device, self.wte.dtype
         if self.dtype not in (torch.float32, torch.float64):
             raise ValueError(f"the cached decoder runs in float32 or float64, the model is {self.dtype}: "

@@ -32,6 +32,8 @@ def tiny_model(seed: int = 0, std: float = 0.3, **overrides) -> GPT:
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, std)
+        if model.config.token_feature_dim:
+            model.token_features.normal_(0.0, 1.0)
     return model
 
 
@@ -136,6 +138,7 @@ DECODER_CASES = [
     dict(n_kv_head=1),
     dict(n_kv_head=2, bias=True),
     dict(n_layer=3, extra_vocab_sizes=(4, 3)),
+    dict(token_feature_dim=3),
 ]
 
 
@@ -290,6 +293,20 @@ def test_extras_are_used_and_checked():
         model.generate(idx, 4, extras=extras)  # covers the prompt only, not the new tokens
     with pytest.raises(ValueError, match="extras"):
         tiny_model()(idx, extras=extras)
+
+
+def test_token_features_are_part_of_a_tokens_embedding_and_saved():
+    model = tiny_model(token_feature_dim=3)
+    idx = random_tokens(model.config, 2, 6)
+    logits = model(idx)["logits"]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert "token_features" in state
+    with torch.no_grad():
+        model.token_features[idx[:, -1]] += 1.0
+    assert not torch.allclose(model(idx)["logits"], logits)
+    again = GPT(model.config).eval()
+    again.load_state_dict(state)
+    assert torch.allclose(again(idx)["logits"], logits)
 
 
 def test_extras_steer_generation():

@@ -95,6 +95,18 @@ def test_snapshots_keep_every_evaluation_checkpoint(tiny_corpus, tiny_vae, tmp_p
     assert not all(torch.equal(early["model"][k], last["model"][k]) for k in last["model"])
 
 
+def test_code_features_are_the_vaes_codebook_standardised(tiny_corpus, tiny_vae, tmp_path):
+    from bachsformer.vae_training import load_vae
+
+    out = tmp_path / "run"
+    train_transformer(_config(tiny_corpus, tiny_vae, out, "--data.code_features=true"), log=_quiet, progress=False)
+    state = load_checkpoint(out / "last.pt", "transformer")
+    codebook = load_vae(tiny_vae)[0].quantizer.codebook
+    features = state["model"]["token_features"]
+    assert state["model_config"]["token_feature_dim"] == codebook.shape[1]
+    assert torch.allclose(features * codebook.std(0) + codebook.mean(0), codebook, atol=1e-5)
+
+
 def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tiny_vae, tmp_path):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     train_transformer(_config(tiny_corpus, tiny_vae, straight), log=_quiet, progress=False)
