@@ -14,6 +14,12 @@ uses: a sampling step's ops are too small to share).
     python -m benchmarks --only sampling
     python benchmarks/sampling.py [--repeats N] [--threads N]   # the same
     python benchmarks/sampling.py --sweep   # tokens/s against n_layer / n_embd / n_kv_head, 2,048 tokens
+    python benchmarks/sampling.py --roofline   # the fastest a step of the bundled model could be here
+
+The roofline divides the arithmetic of one cached step per token (every matrix product of the
+layers, attention over a full window, and the head) into the rate this machine multiplies fp32
+matrices at: a large square product (its peak) and the products of a batch-32 step themselves.
+No sampler of that model can beat the first figure.
 """
 from __future__ import annotations
 
@@ -109,7 +115,50 @@ def sweep(configs=SWEEP, batch_sizes=BATCH_SIZES, length: int = 2048, repeats: i
     return rows
 
 
+def step_flops_per_token(cfg: GPTConfig) -> int:
+    """Multiply-adds x 2 of one cached step of one sequence, with a full attention window."""
+    C, hs, L = cfg.n_embd, cfg.head_size, cfg.block_size
+    per_layer = (C * (C + 2 * cfg.kv_heads * hs)  # q, k, v
+                 + 2 * cfg.n_head * hs * L  # scores over the window, then the weighted values
+                 + C * C + 2 * C * 4 * C)  # output projection, MLP
+    return 2 * (cfg.n_layer * per_layer + C * cfg.vocab_size)
+
+
+def matmul_gflops(m: int, k: int, n: int, threads: int, seconds: float = 1.0) -> float:
+    """fp32 (m, k) @ (k, n) products per second on `threads` threads, in GFLOP/s (median of 5)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+        torch.mm(a, b, out=out)
+        reps = max(1, int(seconds * 2e9 / (2 * m * k * n)))
+        rates = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                torch.mm(a, b, out=out)
+            rates.append(2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9)
+        return statistics.median(rates)
+    finally:
+        torch.set_num_threads(before)
+
+
+def roofline(cfg: GPTConfig, batch: int = 32) -> dict:
+    C = cfg.n_embd
+    flops = step_flops_per_token(cfg)
+    rates = {f"square_2048_{t}_threads_gflops": matmul_gflops(2048, 2048, 2048, t) for t in (1, 2)}
+    rates.update({f"step_mlp_{batch}x{C}x{4 * C}_{t}_threads_gflops": matmul_gflops(batch, C, 4 * C, t, 0.5)
+                  for t in (1, 2)})
+    peak = max(rates.values())
+    return {"config": cfg.to_dict(), "step_flops_per_token": flops, **rates,
+            "ceiling_tokens_per_s_at_peak": peak * 1e9 / flops,
+            "gflops_needed_for_50k_tokens_per_s": 50_000 * flops / 1e9}
+
+
 if __name__ == "__main__":
+    if "--roofline" in sys.argv[1:]:
+        print(json.dumps(roofline(GPTConfig.from_dict(bundled("transformer")[0])), indent=2))
+        sys.exit(0)
     if "--sweep" in sys.argv[1:]:
         print(json.dumps({"cpu_count": os.cpu_count(), "sweep_1_thread_len2048": sweep()}, indent=2))
         sys.exit(0)

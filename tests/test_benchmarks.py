@@ -77,3 +77,13 @@ def test_bad_options_are_usage_errors(argv, fragment, capsys):
         main(argv)
     assert stop.value.code == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_the_roofline_counts_every_product_of_a_step():
+    from benchmarks.sampling import step_flops_per_token
+    from mingpt.model import GPTConfig
+
+    cfg = GPTConfig(vocab_size=10, block_size=4, n_layer=1, n_head=2, n_kv_head=1, n_embd=4)
+    # q, k, v 4 x 8; scores and values 2 heads x 2 x 2 x 4; projection 4 x 4; MLP 2 x 4 x 16; head 4 x 10
+    assert step_flops_per_token(cfg) == 2 * (32 + 32 + 16 + 128 + 40)
+    assert step_flops_per_token(GPTConfig(**{**cfg.to_dict(), "n_layer": 2})) == 2 * (2 * 208 + 40)
