@@ -19,7 +19,8 @@ uses: a sampling step's ops are too small to share).
 The roofline divides the arithmetic of one cached step per token (every matrix product of the
 layers, attention over a full window, and the head) into the rate this machine multiplies fp32
 matrices at: a large square product (its peak) and the products of a batch-32 step themselves.
-No sampler of that model can beat the first figure.
+No fp32 sampler of that model can beat the first figure; the bfloat16 rate of the same products
+is printed beside it.
 """
 from __future__ import annotations
 
@@ -124,12 +125,12 @@ def step_flops_per_token(cfg: GPTConfig) -> int:
     return 2 * (cfg.n_layer * per_layer + C * cfg.vocab_size)
 
 
-def matmul_gflops(m: int, k: int, n: int, threads: int, seconds: float = 1.0) -> float:
-    """fp32 (m, k) @ (k, n) products per second on `threads` threads, in GFLOP/s (median of 5)."""
+def matmul_gflops(m: int, k: int, n: int, threads: int, seconds: float = 1.0, dtype=torch.float32) -> float:
+    """(m, k) @ (k, n) products per second on `threads` threads, in GFLOP/s (median of 5)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b, out = torch.randn(m, k), torch.randn(k, n), torch.empty(m, n)
+        a, b, out = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype), torch.empty(m, n, dtype=dtype)
         torch.mm(a, b, out=out)
         reps = max(1, int(seconds * 2e9 / (2 * m * k * n)))
         rates = []
@@ -150,6 +151,8 @@ def roofline(cfg: GPTConfig, batch: int = 32) -> dict:
     rates.update({f"step_mlp_{batch}x{C}x{4 * C}_{t}_threads_gflops": matmul_gflops(batch, C, 4 * C, t, 0.5)
                   for t in (1, 2)})
     peak = max(rates.values())
+    rates.update({f"step_mlp_{batch}x{C}x{4 * C}_{t}_threads_bfloat16_gflops":
+                  matmul_gflops(batch, C, 4 * C, t, 0.5, torch.bfloat16) for t in (1, 2)})
     return {"config": cfg.to_dict(), "step_flops_per_token": flops, **rates,
             "ceiling_tokens_per_s_at_peak": peak * 1e9 / flops,
             "gflops_needed_for_50k_tokens_per_s": 50_000 * flops / 1e9}
