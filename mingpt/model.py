@@ -62,7 +62,8 @@ class GPTConfig:
                 raise ValueError(f"n_head={self.n_head} must be divisible by n_kv_head={self.n_kv_head}")
         for v in self.extra_vocab_sizes:
             _check_positive_int("extra_vocab_sizes", v)
-        if not isinstance(self.token_feature_dim, int) or self.token_feature_dim < 0:
+        if (not isinstance(self.token_feature_dim, int) or isinstance(self.token_feature_dim, bool)
+                or self.token_feature_dim < 0):
             raise ValueError(f"token_feature_dim must be a non-negative integer, got {self.token_feature_dim!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")

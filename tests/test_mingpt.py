@@ -56,7 +56,7 @@ def random_tokens(config: GPTConfig, B: int, T: int, seed: int = 2) -> torch.Ten
     ("n_embd", 12),  # head size 3 is odd: rope turns pairs
     ("n_kv_head", 3),  # does not divide n_head=4
     ("n_kv_head", 0), ("dropout", 1.0), ("dropout", -0.1), ("extra_vocab_sizes", (4, 0)),
-    ("rope_base", 1.0), ("vocab_size", 2.5),
+    ("rope_base", 1.0), ("vocab_size", 2.5), ("token_feature_dim", -1), ("token_feature_dim", True),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
