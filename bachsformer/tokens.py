@@ -26,9 +26,9 @@ SLOTS_PER_BEAT = 2  # beat position in the bar, counted in eighth notes
 # instead of drifting into whichever key its first notes happen to suggest.
 KEYS = 12
 # The progress input is how far through its piece a frame lies, in sixteenths of the piece. A
-# 192-token context spans 12 beats, too little to know where a piece is in its form; a piece
-# without it wanders from key to key. Told how far it has come, the model can follow the corpus'
-# harmonic plan (out to the dominant, home at the end) over any length.
+# 192-token context spans 12 beats, too little to know where a piece is in its form; told how far
+# it has come, a model could follow a harmonic plan over any length. On the Goldberg codes it did
+# not make the samples more tonal (README, "What the transformer sees"), so it is optional.
 PROGRESS_BINS = 16
 
 

@@ -26,7 +26,8 @@ from mingpt.trainer import Trainer, TrainerConfig
 from .config import ConfigError
 from .distributed import World, joined
 from .runtime import CheckpointError, load_checkpoint
-from .tokens import BEAT_SLOT, FRAME_INDEX, KEY, KEYS, PROGRESS, PROGRESS_BINS, TokenWindows, encode_corpus, token_extras
+from .tokens import (BEAT_SLOT, FRAME_INDEX, KEY, KEYS, PROGRESS, PROGRESS_BINS, TokenWindows, encode_corpus,
+                     token_extras)
 from .vae_training import DataConfig, load_corpus, load_vae, monitor_subset, split_pieces
 
 CHECKPOINT_KIND = "transformer"

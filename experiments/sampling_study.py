@@ -120,9 +120,9 @@ def main() -> None:
         kind, value, temperature = setting.split(":")
         gpt.filter_logits = token_filter(kind, float(value))
         rows = np.array([score(model, reference, seed, args.bars, float(temperature)) for seed in args.seeds])
+        means = rows[:, 1:].mean(axis=0)  # duration, scale, copied, bass
         print(f"{setting:18}  " + " / ".join(f"{x:.3f}" for x in rows[:, 0])
-              + f"   {rows[:, 1].mean():.3f}    {rows[:, 2].mean():.3f}  {rows[:, 3].mean():.3f}   {rows[:, 4].mean():.3f}",
-              flush=True)
+              + "   {:.3f}    {:.3f}  {:.3f}   {:.3f}".format(*means), flush=True)
 
 
 if __name__ == "__main__":
