@@ -53,6 +53,7 @@ def sample_names(args) -> list:
     settings += [f"k{args.top_k}"] if args.top_k else []
     settings += [f"p{args.top_p:g}"] if args.top_p else []
     settings += [f"transpose{args.transpose:+d}"] if args.transpose else []
+    settings += [f"plan-{args.key_plan}"] if args.key_plan else []
     stem = "-".join(([Path(args.prompt).stem] if args.prompt else ["bachsformer"]) + settings)
     if args.num_samples == 1:
         return [f"{stem}.mid"]
@@ -84,7 +85,7 @@ def run(args) -> None:
     pieces = model.generate(bars=args.bars, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
                             num_samples=args.num_samples, meter=args.meter, qpm=args.bpm, prompt=prompt,
                             prompt_bars=args.prompt_bars, transpose=args.transpose, program=args.program,
-                            **nucleus)
+                            key_plan=args.key_plan, **nucleus)
     for piece, path in zip(pieces, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
@@ -114,6 +115,8 @@ def build_parser() -> CommandParser:
     parser.add_argument("--bpm", type=float, help="quarter notes per minute (default: the corpus' median tempo)")
     parser.add_argument("--transpose", type=int, default=0, help="semitones to shift the output by")
     parser.add_argument("--program", type=int, default=6, help="General MIDI program, 0-based (6: harpsichord, 0: piano)")
+    parser.add_argument("--key-plan", metavar="PIECE", help="follow the local keys of this training piece, e.g. "
+                        "988-v01 (models trained with local keys; default: one the seed picks)")
     parser.add_argument("--prompt", metavar="FILE.mid", help="continue this piece")
     parser.add_argument("--prompt-bars", type=_positive_int, help="use only the prompt's last N bars")
     parser.add_argument("--out", help="a .mid file for one sample, or a folder (default: generated/)")

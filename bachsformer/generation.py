@@ -18,7 +18,7 @@ from ludovico_vae.frames import Piece, meter_per_frame, shift_keys
 from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, score_to_midi
 
 from .runtime import resolve_device
-from .tokens import beat_slots, progress_bins, token_extras
+from .tokens import NO_KEY, beat_slots, local_keys, progress_bins, token_extras
 from .transformer_training import load_pair, select_extras
 
 MAX_BARS = 10_000
@@ -38,6 +38,7 @@ class Generated:
     frames: np.ndarray  # (N, 2, 88, T) uint8, the prompt's frames first
     tokens: np.ndarray  # (N_generated * indices_per_frame,) codes of the generated frames
     prompt_frames: int  # how many of the frames are the prompt's
+    key_plan: str | None = None  # the training piece whose local keys the continuation followed
 
 
 class Bachsformer:
@@ -52,6 +53,7 @@ class Bachsformer:
         style = self.state.get("style", {})
         self.meter = tuple(style.get("meter", (4, 4)))
         self.qpm = float(style.get("qpm", 100.0))
+        self.key_plans = style.get("key_plans", [])
 
     @classmethod
     def from_checkpoints(cls, checkpoint_dir="checkpoints", device: str = "auto") -> "Bachsformer":
@@ -63,22 +65,57 @@ class Bachsformer:
         empty = torch.zeros((1, *self.grid.frame_shape), device=self.device)
         return self.vae.encode_indices(empty)[0]
 
-    def _extras(self, n_frames: int, slots: np.ndarray, progress: np.ndarray, batch: int) -> torch.Tensor | None:
-        extras = torch.from_numpy(token_extras(n_frames, self.indices_per_frame, slots, progress=progress))
-        extras = select_extras(extras, self.extra_inputs)
-        return None if extras is None else extras[None].expand(batch, -1, -1).to(self.device)
+    def _extras(self, n_frames: int, slots: np.ndarray, progress: np.ndarray, keys: np.ndarray) -> torch.Tensor | None:
+        """(batch, n_frames * 16, n_extra) the inputs beside the tokens; `keys` (batch, n_frames)."""
+        extras = np.stack([token_extras(n_frames, self.indices_per_frame, slots, progress=progress, keys=k)
+                           for k in keys])
+        extras = select_extras(torch.from_numpy(extras), self.extra_inputs)
+        return None if extras is None else extras.to(self.device)
+
+    def _key_plans(self, rng: np.random.Generator, n_out: int, context: np.ndarray | None, meter: tuple,
+                   num_samples: int, plan_name: str | None) -> tuple:
+        """(names, keys (num_samples, n_out)): the local keys each sample is told, and whose they are.
+
+        The continuation follows the key plan of a training piece (in the output's meter where one
+        is, chosen by the seed, or named by `plan_name`) stretched over the whole output; a
+        prompt's frames keep their own keys, and the plan moves to the prompt's home key.
+        """
+        if "local_key" not in self.extra_inputs or not self.key_plans:
+            if plan_name is not None:
+                raise ValueError(f"a key plan ({plan_name}) needs a transformer trained with the local_key input; "
+                                 "this one was not")
+            return [None] * num_samples, np.full((num_samples, n_out), NO_KEY)
+        if plan_name is not None:
+            plans = [p for p in self.key_plans if p["name"] == plan_name]
+            if not plans:
+                raise ValueError(f"no key plan named {plan_name!r}; the checkpoint has "
+                                 f"{', '.join(p['name'] for p in self.key_plans)}")
+        else:
+            plans = [p for p in self.key_plans if tuple(p["meter"]) == tuple(meter)] or self.key_plans
+        chosen = [plans[i] for i in rng.integers(len(plans), size=num_samples)]
+        prompt_keys = None if context is None else local_keys(context)
+        keys = np.empty((num_samples, n_out), dtype=np.int64)
+        for row, plan in zip(keys, chosen):
+            plan_keys = np.asarray(plan["keys"], dtype=np.int64)
+            row[:] = plan_keys[np.arange(n_out) * len(plan_keys) // n_out]
+            if prompt_keys is not None:
+                row[:] = _rotate_keys(row, _home(prompt_keys) - _home(plan_keys))
+                row[:len(prompt_keys)] = prompt_keys
+        return [p["name"] for p in chosen], keys
 
     def generate(self, bars: int = 32, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = DEFAULT_TOP_P, num_samples: int = 1, meter: tuple | None = None,
                  qpm: float | None = None, prompt: Piece | None = None, prompt_bars: int | None = None,
-                 transpose: int = 0, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY) -> list:
+                 transpose: int = 0, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY,
+                 key_plan: str | None = None) -> list:
         """`num_samples` new pieces of `bars` bars (after the prompt, if one is given), as `Generated`.
 
         Without a prompt a piece starts from the codes of one silent frame placed just before a
         downbeat, which is then dropped. With a prompt, its last `prompt_bars` bars (all, if None)
         are the context and the output holds those frames unchanged, then the continuation.
         The same seed and options give the same tokens and so the same MIDI. `top_p` defaults to
-        `DEFAULT_TOP_P` (0.9); 1 samples from the whole distribution.
+        `DEFAULT_TOP_P` (0.9); 1 samples from the whole distribution. A model trained with local
+        keys follows the key plan of a training piece: `key_plan` names one, else the seed picks.
         """
         if not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
             raise ValueError(f"bars must be an integer from 1 to {MAX_BARS}, got {bars!r}")
@@ -102,6 +139,10 @@ class Bachsformer:
         slots = beat_slots(beat_in_bar, self.n_slots)
         # the output (prompt, then continuation) is the piece whose progress the model is told
         progress = progress_bins(np.arange(len(starts)) - (context is None), n_prompt + n_new)
+        rng = np.random.default_rng(int(seed))
+        plan_names, keys = self._key_plans(rng, n_prompt + n_new, context, (num, den), num_samples, key_plan)
+        if context is None:  # the silent lead-in frame is told the plan's first key
+            keys = np.concatenate([keys[:, :1], keys], axis=1)
 
         if context is None:
             first = self._silence()[None]  # (1, 16)
@@ -111,7 +152,7 @@ class Bachsformer:
         prompt_tokens = first.reshape(1, -1).expand(num_samples, -1)
         n_context_frames = len(first)
         window = slice(-(n_context_frames + n_new), None)
-        extras = self._extras(n_context_frames + n_new, slots[window], progress[window], num_samples)
+        extras = self._extras(n_context_frames + n_new, slots[window], progress[window], keys[:, window])
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         out = self.transformer.generate(prompt_tokens, n_new * self.indices_per_frame, temperature=temperature,
                                         top_k=top_k, top_p=top_p, generator=generator, extras=extras)
@@ -127,7 +168,7 @@ class Bachsformer:
             piece_lead_in = 0.0 if context is None else lead_in
             piece = Piece(frames, self.grid, piece_lead_in, tempos, signatures, "bachsformer")
             midi = score_to_midi(piece.score(), program=program, velocity=velocity)
-            results.append(Generated(midi, frames, new_tokens[i].cpu().numpy(), n_prompt))
+            results.append(Generated(midi, frames, new_tokens[i].cpu().numpy(), n_prompt, plan_names[i]))
         return results
 
     @torch.no_grad()
@@ -156,6 +197,18 @@ class Bachsformer:
             frames, lead_in = frames[len(frames) - keep:], 0.0
             signatures, tempos = _rebase(signatures, origin), _rebase(tempos, origin)
         return frames, signatures, tempos, lead_in
+
+
+def _home(keys: np.ndarray) -> int:
+    """The tonic pitch class of the commonest local key (0 if none is known)."""
+    known = keys[keys != NO_KEY]
+    return int(np.bincount(known).argmax() % 12) if len(known) else 0
+
+
+def _rotate_keys(keys: np.ndarray, semitones: int) -> np.ndarray:
+    """Local keys moved by `semitones`, each keeping its mode; NO_KEY stays."""
+    moved = keys // 12 * 12 + (keys % 12 + semitones) % 12
+    return np.where(keys == NO_KEY, NO_KEY, moved)
 
 
 def _rebase(events: list, origin: float) -> list:

@@ -26,13 +26,14 @@ from mingpt.trainer import Trainer, TrainerConfig
 from .config import ConfigError
 from .distributed import World, joined
 from .runtime import CheckpointError, load_checkpoint
-from .tokens import (BEAT_SLOT, FRAME_INDEX, KEY, KEYS, PROGRESS, PROGRESS_BINS, TokenWindows, encode_corpus,
-                     token_extras)
+from .tokens import (BEAT_SLOT, FRAME_INDEX, KEY, KEYS, LOCAL_KEY, LOCAL_KEYS, PROGRESS, PROGRESS_BINS, TokenWindows,
+                     encode_corpus, local_keys, token_extras)
 from .vae_training import DataConfig, load_corpus, load_vae, monitor_subset, split_pieces
 
 CHECKPOINT_KIND = "transformer"
 CHECKPOINT_FORMAT = 1
-EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT, "key": KEY, "progress": PROGRESS}
+EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT, "key": KEY, "progress": PROGRESS,
+                "local_key": LOCAL_KEY}
 
 
 @dataclass
@@ -87,7 +88,8 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, vae_config):
     A `model.block_size` set by hand must be the context that `data.frames_per_window` gives.
     """
     codebook_size, indices_per_frame = vae_config.codebook_size, vae_config.n_indices
-    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS, "progress": PROGRESS_BINS}
+    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS, "progress": PROGRESS_BINS,
+             "local_key": LOCAL_KEYS}
     block_size = data.frames_per_window * indices_per_frame
     if model.block_size not in (GPTConfig.block_size, block_size):
         reason = (f"is not a multiple of the {indices_per_frame} codes of a frame" if model.block_size % indices_per_frame
@@ -109,7 +111,7 @@ def code_features(vae) -> torch.Tensor:
 
 
 def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
-    """The columns of the per-token extras `(..., 4)` the model was configured with."""
+    """The columns of the per-token extras `(..., 5)` the model was configured with."""
     if not names:
         return None
     return extras[..., [EXTRA_INPUTS[n] for n in names]]
@@ -119,7 +121,7 @@ def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
 def piece_bits(model: GPT, piece, extra_inputs, device) -> tuple:
     """(summed bits, token count) of one piece, every token predicted from a full sliding context."""
     flat = torch.from_numpy(piece.tokens.reshape(1, -1)).to(device)
-    extras = token_extras(len(piece), piece.tokens.shape[1], piece.beat_slots, piece.transpose)
+    extras = token_extras(len(piece), piece.tokens.shape[1], piece.beat_slots, piece.transpose, keys=piece.local_keys)
     extras = torch.from_numpy(extras)[None].to(device)
     logits = model(flat[:, :-1], targets=flat[:, 1:], extras=select_extras(extras[:, :-1], extra_inputs))["logits"]
     nats = F.cross_entropy(logits[0], flat[0, 1:], reduction="sum")
@@ -168,13 +170,18 @@ def load_token_corpus(data: TokenDataConfig, device, log=print) -> dict:
 
 
 def corpus_style(pieces: list) -> dict:
-    """The meter most frames are in and the median tempo: what generation defaults to."""
+    """The meter most frames are in and the median tempo: what generation defaults to. And each
+    piece's key plan (its local keys as written, and its meter), for a model with a local-key input
+    to follow at sampling time."""
     meters = Counter()
     for piece in pieces:
         numerators, denominators, _ = piece.meter_per_frame()
         meters.update(zip(numerators.tolist(), denominators.tolist()))
     (numerator, denominator), _ = meters.most_common(1)[0]
-    return {"meter": [numerator, denominator], "qpm": float(np.median([p.tempos[0][1] for p in pieces]))}
+    plans = [{"name": piece.name, "meter": list(piece.time_signatures[0][1:]), "keys": local_keys(piece.frames).tolist()}
+             for piece in pieces]
+    return {"meter": [numerator, denominator], "qpm": float(np.median([p.tempos[0][1] for p in pieces])),
+            "key_plans": plans}
 
 
 def train_transformer(config: dict, resume: bool = False, log=print, progress: bool = True, on_step=None) -> dict:

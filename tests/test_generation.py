@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bachsformer.generation import Bachsformer
+from bachsformer.tokens import NO_KEY, local_keys
 from conftest import write_midi
 from ludovico_vae.frames import score_to_piece
 from ludovico_vae.midi import read_midi
@@ -93,30 +94,69 @@ def test_a_continuation_keeps_the_prompt_exactly_and_has_no_seam(model, tmp_path
     assert trimmed.midi.instruments[0].notes[0].start < 60 / 120 * 4  # no silence left where bars were cut
 
 
-def _progress_seen(model, monkeypatch, **options) -> np.ndarray:
-    """The progress input of each frame the transformer is asked to write, read off its extras."""
+def _input_seen(model, monkeypatch, name: str, **options) -> np.ndarray:
+    """Extra input `name` of each frame the transformer is asked to write, (samples, frames), read
+    off the extras it is handed (prompt frames first)."""
     from bachsformer.transformer_training import EXTRA_INPUTS
 
     seen = {}
 
     def fake_generate(idx, max_new_tokens, extras=None, **_):
-        seen["progress"] = extras[0, ::16, -1].numpy()  # one value per frame, prompt frames first
+        seen["extras"] = extras[:, ::16, list(EXTRA_INPUTS).index(name)].numpy()  # one value per frame
         return torch.cat([idx, torch.zeros(idx.shape[0], max_new_tokens, dtype=idx.dtype)], dim=1)
 
-    monkeypatch.setattr(model, "extra_inputs", [*EXTRA_INPUTS])  # progress is the last column
+    monkeypatch.setattr(model, "extra_inputs", [*EXTRA_INPUTS])
     monkeypatch.setattr(model.transformer, "generate", fake_generate)
     model.generate(**options)
-    return seen["progress"]
+    return seen["extras"]
+
+
+def _prompt(tmp_path, grid, pitches=(60, 62, 64, 65, 67)):
+    notes = [(pitches[i % len(pitches)], i * 0.5, i * 0.5 + 0.5) for i in range(16)]
+    return score_to_piece(read_midi(write_midi(tmp_path / "p.mid", notes)), grid)  # 8 frames
 
 
 def test_progress_runs_through_the_piece_written(model, monkeypatch, tmp_path):
-    progress = _progress_seen(model, monkeypatch, bars=8, meter=(4, 4))  # 32 frames after a silent one
+    progress = _input_seen(model, monkeypatch, "progress", bars=8, meter=(4, 4))[0]  # 32 frames after a silent one
     assert progress.tolist() == [0] + np.repeat(np.arange(16), 2).tolist()
-    notes = [(60 + i % 5, i * 0.5, i * 0.5 + 0.5) for i in range(16)]
-    prompt = score_to_piece(read_midi(write_midi(tmp_path / "p.mid", notes)), model.grid)  # 8 frames
-    progress = _progress_seen(model, monkeypatch, bars=6, meter=(4, 4), prompt=prompt)  # the piece: 8 + 24 frames
+    prompt = _prompt(tmp_path, model.grid)
+    progress = _input_seen(model, monkeypatch, "progress", bars=6, meter=(4, 4), prompt=prompt)[0]  # 8 + 24 frames
     context = model.transformer.config.block_size // 16
     assert progress.tolist() == np.repeat(np.arange(16), 2)[8 - context:].tolist()
+
+
+G, D, E_MINOR = 7, 2, 12 + 4  # indices into music_stats.SCALES
+PLANS = [{"name": "waltz", "meter": [3, 4], "keys": [D] * 6},
+         {"name": "home", "meter": [4, 4], "keys": [G] * 4 + [E_MINOR] * 2 + [NO_KEY] * 2}]
+
+
+def test_a_piece_follows_a_key_plan_of_its_meter(model, monkeypatch):
+    monkeypatch.setattr(model, "key_plans", PLANS)
+    keys = _input_seen(model, monkeypatch, "local_key", bars=4, meter=(4, 4), num_samples=3)  # 16 frames
+    home = [G] + [G] * 8 + [E_MINOR] * 4 + [NO_KEY] * 4  # the silent lead-in first, then the plan stretched
+    assert keys.tolist() == [home] * 3
+    pieces = model.generate(bars=1, meter=(3, 4), num_samples=2)
+    assert [p.key_plan for p in pieces] == ["waltz", "waltz"]
+    keys = _input_seen(model, monkeypatch, "local_key", bars=4, meter=(4, 4), key_plan="waltz")
+    assert keys.tolist() == [[D] * 17]  # a plan named is followed whatever its meter
+    with pytest.raises(ValueError, match="no key plan named 'aria'"):
+        model.generate(bars=1, key_plan="aria")
+
+
+def test_a_continuation_keeps_its_prompts_keys_and_moves_the_plan_home(model, monkeypatch, tmp_path):
+    monkeypatch.setattr(model, "key_plans", PLANS[1:])
+    prompt = _prompt(tmp_path, model.grid, pitches=(62, 64, 66, 67, 69, 71, 73))  # D major, 8 frames
+    assert local_keys(prompt.frames).tolist() == [D] * 8
+    keys = _input_seen(model, monkeypatch, "local_key", bars=2, meter=(4, 4), prompt=prompt)[0]
+    B_MINOR = 12 + 11  # E minor moved as G moves to D
+    expected = [D] * 8 + [B_MINOR] * 4 + [NO_KEY] * 4  # the plan stretched over 8 + 8 frames
+    assert keys.tolist() == expected[-len(keys):]  # the frames the transformer sees
+
+
+def test_a_model_without_local_keys_is_told_none(model, monkeypatch):
+    monkeypatch.setattr(model, "key_plans", PLANS)
+    assert "local_key" not in model.extra_inputs
+    assert all(p.key_plan is None for p in model.generate(bars=1, num_samples=2))
 
 
 @pytest.mark.parametrize("bad", [dict(bars=0), dict(temperature=0), dict(top_p=1.5), dict(num_samples=0)])
@@ -146,6 +186,7 @@ def test_the_command_writes_names_and_never_overwrites(tiny_pair, tmp_path, caps
     (["--meter", "3/5"], "--meter"),
     (["--checkpoint-dir", "/no/such/folder"], "no such checkpoint folder"),
     (["--prompt", "/no/such.mid"], "no such file"),
+    (["--key-plan", "988-v01"], "needs a transformer trained with the local_key input"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tiny_pair, tmp_path, capsys, args, words):
     base = ["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "1"]

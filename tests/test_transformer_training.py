@@ -10,7 +10,8 @@ from bachsformer import tokens as tokens_module
 from bachsformer.config import ConfigError, build_config
 from bachsformer.evaluate import main as evaluate_main
 from bachsformer.runtime import CheckpointError, export_weights, load_checkpoint
-from bachsformer.tokens import TokenPiece, TokenWindows, beat_slots, progress_bins, token_extras
+from bachsformer.tokens import (KEY_WINDOW, NO_KEY, TokenPiece, TokenWindows, beat_slots, local_keys, progress_bins,
+                                token_extras)
 from ludovico_vae.files import sha256_file
 from bachsformer.transformer_training import SECTIONS, load_pair, load_transformer, train_transformer
 from conftest import TINY_GPT
@@ -41,7 +42,7 @@ def test_windows_are_whole_frames_with_targets_shifted_by_one():
 def test_windows_carry_the_key_of_their_transposition():
     pieces = [TokenPiece("a", np.zeros((6, 4), dtype=np.int64), np.zeros(6, dtype=np.int64), transpose=-3)]
     _, _, e = TokenWindows(pieces, frames_per_window=2).batch(np.array([0, 3]))
-    assert e.shape == (2, 8, 4) and (e[..., 2] == 9).all()
+    assert e.shape == (2, 8, 5) and (e[..., 2] == 9).all()
 
 
 def test_beat_slots_count_eighths_and_cap_long_bars():
@@ -65,6 +66,35 @@ def test_windows_carry_the_progress_through_their_piece():
     assert e[0, :, 3].tolist() == [0, 0, 1, 1] and e[1, :, 3].tolist() == [13, 13, 14, 14]
 
 
+def _frames_struck(pitches_per_frame) -> np.ndarray:
+    """Frames (N, 2, 88, 24) with each frame's pitches struck on its first step."""
+    frames = np.zeros((len(pitches_per_frame), 2, 88, 24), dtype=np.uint8)
+    for i, pitches in enumerate(pitches_per_frame):
+        for pitch in pitches:
+            frames[i, :, pitch - 21, 0] = 1
+    return frames
+
+
+def test_local_keys_name_the_scale_around_each_frame():
+    c_major, f_sharp_major = [60, 62, 64, 65, 67, 69, 71], [66, 68, 70, 71, 73, 75, 77]
+    frames = _frames_struck([c_major] * KEY_WINDOW + [f_sharp_major] * KEY_WINDOW)
+    keys = local_keys(frames)
+    assert keys[0] == 0 and keys[-1] == 6  # C major, then F# major
+    assert local_keys(_frames_struck([[57, 59, 60, 62, 64, 65, 68]] * 3)).tolist() == [12 + 9] * 3  # A harmonic minor
+    assert local_keys(_frames_struck([[43, 67]] * 2)).tolist() == [0] * 2  # a tie goes to the first major scale
+    silent = local_keys(_frames_struck([[]] * (2 * KEY_WINDOW) + [c_major]))
+    assert silent[0] == NO_KEY and silent[-1] == 0  # no note near: no key
+
+
+def test_windows_carry_the_local_keys_of_their_frames():
+    pieces = [TokenPiece("a", np.zeros((6, 2), dtype=np.int64), np.zeros(6, dtype=np.int64),
+                         local_keys=np.array([7, 7, 16, 16, 2, NO_KEY]))]
+    _, _, e = TokenWindows(pieces, frames_per_window=2).batch(np.array([1, 3]))
+    assert e[0, :, 4].tolist() == [7, 7, 16, 16] and e[1, :, 4].tolist() == [16, 16, 2, 2]
+    bare = TokenWindows([TokenPiece("b", np.zeros((3, 2), dtype=np.int64), np.zeros(3, dtype=np.int64))], 2)
+    assert (bare.batch(np.array([0]))[2][..., 4] == NO_KEY).all()
+
+
 @pytest.mark.parametrize("transpose, key", [(0, 0), (5, 5), (-5, 7), (-12, 0), (13, 1)])
 def test_key_input_is_the_transposition_modulo_an_octave(transpose, key):
     assert token_extras(2, 3, np.array([0, 4]), transpose)[:, 2].tolist() == [key] * 6
@@ -82,6 +112,9 @@ def test_training_records_bits_and_names_its_vae(tiny_corpus, tiny_vae, tmp_path
     assert list(state["model_config"]["extra_vocab_sizes"]) == [16, 16, 12]
     assert state["vae_sha256"] == sha256_file(tiny_vae)
     assert not list(out.glob("step-*.pt"))  # snapshots only when asked for
+    plans = state["style"]["key_plans"]  # the training pieces' local keys, as written, for sampling
+    assert sorted(p["name"] for p in plans) == ["p0", "p1", "p2"]
+    assert all(len(p["keys"]) > 0 and all(0 <= k <= NO_KEY for k in p["keys"]) for p in plans)
 
 
 def test_snapshots_keep_every_evaluation_checkpoint(tiny_corpus, tiny_vae, tmp_path):
@@ -125,7 +158,7 @@ def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tiny_vae, t
 
 
 @pytest.mark.parametrize("extra_inputs, sizes", [("[]", []), ("[frame_index]", [16]), ("[beat]", [16]),
-                                                         ("[key]", [12])])
+                                                         ("[key]", [12]), ("[local_key]", [25])])
 def test_extra_inputs_are_configurable(tiny_corpus, tiny_vae, tmp_path, extra_inputs, sizes):
     out = tmp_path / "run"
     train_transformer(_config(tiny_corpus, tiny_vae, out, f"--data.extra_inputs={extra_inputs}",
