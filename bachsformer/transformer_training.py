@@ -173,13 +173,14 @@ def corpus_style(pieces: list) -> dict:
     """The meter most frames are in and the median tempo: what generation defaults to. And each
     piece's key plan (its local keys as written, and its meter), for a model with a local-key input
     to follow at sampling time."""
-    meters = Counter()
+    meters, plans = Counter(), []
     for piece in pieces:
         numerators, denominators, _ = piece.meter_per_frame()
-        meters.update(zip(numerators.tolist(), denominators.tolist()))
+        piece_meters = Counter(zip(numerators.tolist(), denominators.tolist()))
+        meters.update(piece_meters)
+        plans.append({"name": piece.name, "meter": list(piece_meters.most_common(1)[0][0]),
+                      "keys": local_keys(piece.frames).tolist()})
     (numerator, denominator), _ = meters.most_common(1)[0]
-    plans = [{"name": piece.name, "meter": list(piece.time_signatures[0][1:]), "keys": local_keys(piece.frames).tolist()}
-             for piece in pieces]
     return {"meter": [numerator, denominator], "qpm": float(np.median([p.tempos[0][1] for p in pieces])),
             "key_plans": plans}
 

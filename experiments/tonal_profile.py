@@ -4,7 +4,8 @@ what the decoder's decision threshold changes.
 For each folder of MIDI files it prints the pooled pitch-class profile beside the training
 pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them, the
 median scale consistency of whole pieces and of 12-beat segments, the share of notes below G3
-(the bass), and the median overlap of each quarter of a piece. If segments scored as well as
+(the bass), the median overlap of each quarter of a piece, and the keys its 8-beat segments are
+in (the best of the 12 major and 12 harmonic-minor scales). If segments scored as well as
 real music while whole pieces did not, the generator would be drifting from key to key; if
 segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
 `--num-samples` pieces at each offset added to the VAE's decision threshold (in logits; higher
@@ -27,8 +28,10 @@ from ludovico_vae.dataset import find_midi_files
 from ludovico_vae.midi import read_midi
 
 SEGMENT_BEATS = 12
+KEY_SEGMENT_BEATS = 8
 BASS_BELOW = 55  # G3: the share of notes under it shows how much bass a piece has
 NAMES = "C C# D D# E F F# G G# A A# B".split()
+KEY_NAMES = NAMES + [n.lower() + "m" for n in NAMES]  # the order of music_stats.SCALES
 
 
 def notes_of(folder) -> list:
@@ -56,6 +59,21 @@ def quarter_overlaps(pieces, ref_profile) -> np.ndarray:
         rows.append([overlap(profile([notes.select(quarter == q)]), ref_profile) if (quarter == q).any()
                      else np.nan for q in range(4)])  # a silent quarter has no profile
     return np.nanmedian(rows, axis=0)
+
+
+def key_shares(pieces) -> np.ndarray:
+    """(24,) the share of time each key holds: per piece, the share of its 8-beat segments (of at
+    least 4 notes) whose notes fit that scale best, averaged over pieces."""
+    shares = []
+    for notes in pieces:
+        keys = []
+        for start in np.arange(0, notes.start.max(), KEY_SEGMENT_BEATS):
+            inside = (notes.start >= start) & (notes.start < start + KEY_SEGMENT_BEATS)
+            if inside.sum() >= 4:
+                keys.append((SCALES @ np.bincount(notes.pitch[inside] % PITCH_CLASSES, minlength=PITCH_CLASSES)).argmax())
+        if keys:
+            shares.append(np.bincount(keys, minlength=len(SCALES)) / len(keys))
+    return np.mean(shares, axis=0)
 
 
 def profile(pieces) -> np.ndarray:
@@ -86,6 +104,9 @@ def main() -> None:
         print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in p)
               + f"  {overlap(p, ref_profile):7.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}  "
               + " ".join(f"{q:.3f}" for q in quarter_overlaps(pieces, ref_profile)))
+    for label, pieces in rows:
+        shares = key_shares(pieces)
+        print(f"{label[-24:]:24}keys: " + " ".join(f"{KEY_NAMES[k]} {shares[k]:.2f}" for k in np.argsort(-shares)[:6]))
 
     if args.checkpoint_dir:
         model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
