@@ -4,6 +4,7 @@
     python generate.py --bars 16 --seed 7 --temperature 0.9 --top-p 0.95 --num-samples 4
     python generate.py --prompt my_theme.mid --prompt-bars 4 --bars 16 --png
 """
+import math
 import sys
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def sample_names(args) -> list:
     settings += [f"p{args.top_p:g}"] if args.top_p else []
     settings += [f"transpose{args.transpose:+d}"] if args.transpose else []
     settings += [f"plan-{args.key_plan}"] if args.key_plan else []
+    settings += [f"g{args.key_guidance:g}"] if args.key_guidance is not None else []
     stem = "-".join(([Path(args.prompt).stem] if args.prompt else ["bachsformer"]) + settings)
     if args.num_samples == 1:
         return [f"{stem}.mid"]
@@ -81,7 +83,11 @@ def run(args) -> None:
         from ludovico_vae.frames import score_to_piece
         from ludovico_vae.midi import read_midi
         prompt = score_to_piece(read_midi(args.prompt), model.grid)
+    if args.key_guidance is not None and not (math.isfinite(args.key_guidance) and args.key_guidance >= 0):
+        raise CommandError(f"--key-guidance must be a non-negative number, got {args.key_guidance:g}")
     nucleus = {} if args.top_p is None else {"top_p": args.top_p}  # None: the API's default
+    if args.key_guidance is not None:
+        nucleus["key_guidance"] = args.key_guidance
     pieces = model.generate(bars=args.bars, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
                             num_samples=args.num_samples, meter=args.meter, qpm=args.bpm, prompt=prompt,
                             prompt_bars=args.prompt_bars, transpose=args.transpose, program=args.program,
@@ -109,12 +115,15 @@ def build_parser() -> CommandParser:
     parser.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest codes only")
     parser.add_argument("--top-p", type=float,
                         help="sample among the likeliest codes holding this probability; 1: all codes "
-                             "(default: the API's, 0.9)")
+                             "(default: the API's, 1)")
     parser.add_argument("--num-samples", type=_positive_int, default=1, help="pieces written in one batch")
     parser.add_argument("--meter", type=_meter, help="time signature such as 3/4 (default: the corpus' most common)")
     parser.add_argument("--bpm", type=float, help="quarter notes per minute (default: the corpus' median tempo)")
     parser.add_argument("--transpose", type=int, default=0, help="semitones to shift the output by")
     parser.add_argument("--program", type=int, default=6, help="General MIDI program, 0-based (6: harpsichord, 0: piano)")
+    parser.add_argument("--key-guidance", type=float, metavar="W",
+                        help="pull toward the corpus' key, away from a whole tone off it; 0 turns it off "
+                             "(default: the API's, 0.7)")
     parser.add_argument("--key-plan", metavar="PIECE", help="follow the local keys of this training piece, e.g. "
                         "988-v01 (models trained with local keys; default: one the seed picks)")
     parser.add_argument("--prompt", metavar="FILE.mid", help="continue this piece")

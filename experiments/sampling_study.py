@@ -10,11 +10,12 @@ A setting is KIND:VALUE:TEMPERATURE, KIND one of
 VAE) with the main one, weights W; `--contrast DIR:W ... --alpha A` subtracts theirs instead
 (contrastive decoding), among the tokens the main model gives at least A times its top probability.
 Ensembles draw with torch.multinomial, so their figures follow other random numbers than
-generate.py's.
+generate.py's, and without key guidance.
 
     python experiments/sampling_study.py top_p:0.9:1 min_p:0.05:1 eta:0.0009:1 --seeds 10 11 12
     python experiments/sampling_study.py top_p:0.9:1 --bars 64
     python experiments/sampling_study.py top_p:0.9:1 --ensemble runs/other:1   # settings first
+    python experiments/sampling_study.py top_p:1:1 --key-guidance 0.5 --key-contrasts 1 2 -1 -2
 """
 import argparse
 import tempfile
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import mingpt.model as gpt
+from bachsformer import generation
 from bachsformer.evaluate import DEFAULT_HELD_OUT
 from bachsformer.generation import Bachsformer
 from bachsformer.music_stats import compare
@@ -80,8 +82,10 @@ def combined_sampler(models: list, weights: list, contrast_alpha: float | None):
     return generate
 
 
-def score(model: Bachsformer, reference: dict, seed: int, bars: int, temperature: float) -> list:
-    pieces = model.generate(bars=bars, seed=seed, num_samples=20, temperature=temperature, top_p=0.5)  # filter on
+def score(model: Bachsformer, reference: dict, seed: int, bars: int, temperature: float,
+          key_guidance: float = generation.DEFAULT_KEY_GUIDANCE) -> list:
+    pieces = model.generate(bars=bars, seed=seed, num_samples=20, temperature=temperature, top_p=0.5,  # filter on
+                            key_guidance=key_guidance)
     with tempfile.TemporaryDirectory() as tmp:
         notes = {}
         for i, piece in enumerate(pieces):
@@ -102,13 +106,18 @@ def main() -> None:
     parser.add_argument("--ensemble", nargs="*", default=[], metavar="DIR:W")
     parser.add_argument("--contrast", nargs="*", default=[], metavar="DIR:W")
     parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--key-guidance", type=float, default=generation.DEFAULT_KEY_GUIDANCE)
+    parser.add_argument("--key-contrasts", type=int, nargs="+", help="semitones (default: generation.KEY_CONTRASTS)")
     args = parser.parse_args()
+    if args.key_contrasts:
+        generation.KEY_CONTRASTS = tuple(args.key_contrasts)
 
     reference = {p.stem: read_midi(p).notes for p in find_midi_files(Path(args.reference))
                  if p.stem not in DEFAULT_HELD_OUT}
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
     others = args.ensemble or args.contrast
-    if others:
+    if others:  # the combined sampler draws from its own mixture, without key guidance
+        args.key_guidance = 0.0
         models, weights = [model.transformer], [1.0]
         for spec in others:
             folder, weight = spec.rsplit(":", 1)
@@ -119,7 +128,8 @@ def main() -> None:
     for setting in args.settings:
         kind, value, temperature = setting.split(":")
         gpt.filter_logits = token_filter(kind, float(value))
-        rows = np.array([score(model, reference, seed, args.bars, float(temperature)) for seed in args.seeds])
+        rows = np.array([score(model, reference, seed, args.bars, float(temperature), args.key_guidance)
+                         for seed in args.seeds])
         means = rows[:, 1:].mean(axis=0)  # duration, scale, copied, bass
         print(f"{setting:18}  " + " / ".join(f"{x:.3f}" for x in rows[:, 0])
               + "   {:.3f}    {:.3f}  {:.3f}   {:.3f}".format(*means), flush=True)

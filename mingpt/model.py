@@ -297,7 +297,7 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
                  generator: torch.Generator | None = None, extras=None, *,
-                 num_threads: int | None = 1) -> torch.Tensor:
+                 num_threads: int | None = 1, guidance: float = 0.0, contrast_extras=None) -> torch.Tensor:
         """Continue idx (B, T0), T0 >= 1, by max_new_tokens sampled tokens -> (B, T0 + max_new_tokens).
 
         extras, when the config has extra inputs, is (B, T0 + max_new_tokens, n_extra): extras[:, t]
@@ -316,6 +316,12 @@ class GPT(nn.Module):
         every token of the vocabulary, every step: at a vocabulary of 1,024 and batch 32 that cost
         three times what the softmax and cumulative sum do here (400 against 120 us a step).
         A seeded generator repeats a run exactly.
+
+        Guidance (classifier-free guidance over the extra inputs): with `contrast_extras`
+        (K, B, T0 + max_new_tokens, n_extra), other values of the extras, each step draws from
+        log p + guidance * (log p - mean_k log p_k), where p_k is the model's distribution under the
+        k-th contrast. It steers away from what the model would write under those conditions;
+        the K contrasts run beside the sequences in one batch, so a step costs a batch of B(1 + K).
 
         num_threads: torch's intra-op threads while sampling (restored afterwards; None keeps the
         current setting). A step's ops are tiny, and each one that forks threads waits for all of
@@ -342,6 +348,15 @@ class GPT(nn.Module):
         if extras is not None and extras.shape[:2] != (B, T0 + max_new_tokens):
             raise ValueError(f"extras must be (B, T0 + max_new_tokens, n_extra) = ({B}, {T0 + max_new_tokens}, "
                              f"{extras.shape[-1]}), got {tuple(extras.shape)}")
+        if not (isinstance(guidance, (int, float)) and not isinstance(guidance, bool) and math.isfinite(guidance)
+                and guidance >= 0):
+            raise ValueError(f"guidance must be a non-negative number, got {guidance!r}")
+        if contrast_extras is not None and (extras is None or contrast_extras.dim() != 4
+                                            or contrast_extras.shape[1:] != extras.shape):
+            raise ValueError(f"contrast_extras must be (K, *extras.shape) = (K, {', '.join(map(str, extras.shape))})"
+                             if extras is not None else "contrast_extras needs extras to contrast with")
+        if not guidance or contrast_extras is None or len(contrast_extras) == 0:
+            contrast_extras = None
         if max_new_tokens == 0:
             return idx.clone()
         top_k = None if top_k is None or top_k >= self.config.vocab_size else top_k
@@ -352,19 +367,27 @@ class GPT(nn.Module):
             torch.set_num_threads(num_threads)
         try:
             with torch.inference_mode():
-                new = self._sample(idx, max_new_tokens, float(temperature), top_k, top_p, generator, extras)
+                new = self._sample(idx, max_new_tokens, float(temperature), top_k, top_p, generator, extras,
+                                   float(guidance), contrast_extras)
         finally:
             self.train(was_training)
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
         return torch.cat([idx, new], dim=1)  # made outside inference mode: an ordinary tensor
 
-    def _sample(self, idx, n_new, temperature, top_k, top_p, generator, extras) -> torch.Tensor:
+    def _sample(self, idx, n_new, temperature, top_k, top_p, generator, extras, guidance=0.0,
+                contrast_extras=None) -> torch.Tensor:
         """The sampling loop of `generate`: (B, n_new) new tokens."""
         B, T0 = idx.shape
         start = max(0, T0 - self.config.block_size)
-        decoder = KVCacheDecoder(self, B, temperature)
+        copies = 1
+        if contrast_extras is not None:  # the contrasts ride along as more rows of one batch
+            copies = 1 + len(contrast_extras)
+            extras = torch.cat([extras[None], contrast_extras]).flatten(0, 1)  # (copies * B, T, n_extra)
+            idx = idx.repeat(copies, 1)
+        decoder = KVCacheDecoder(self, copies * B, temperature)
         logits = decoder.prefill(idx[:, start:], None if extras is None else extras[:, start:T0])
+        logits = _guided(logits, B, guidance) if copies > 1 else logits
         filtered = top_k is not None or top_p is not None
         chunk = min(n_new, 256)  # steps of uniform draws and extra embeddings made at a time
         tokens, done, extra_rows = [], [], None
@@ -387,8 +410,18 @@ class GPT(nn.Module):
                 done.append(torch.stack(tokens, dim=1))
                 tokens = []
             if i + 1 < n_new:
-                logits = decoder.fast_step(tok, None if extra_rows is None else extra_rows[i % chunk])
+                extra = None if extra_rows is None else extra_rows[i % chunk]
+                if copies == 1:
+                    logits = decoder.fast_step(tok, extra)
+                else:
+                    logits = _guided(decoder.fast_step(tok.repeat(copies), extra), B, guidance)
         return torch.cat(done + ([torch.stack(tokens, dim=1)] if tokens else []), dim=1)
+
+
+def _guided(logits: torch.Tensor, B: int, guidance: float) -> torch.Tensor:
+    """(copies * B, V) logits, the sequences' rows first -> (B, V) guided log-probabilities."""
+    logp = torch.log_softmax(logits, dim=-1).unflatten(0, (-1, B))  # (copies, B, V)
+    return logp[0] + guidance * (logp[0] - logp[1:].mean(dim=0))
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:

@@ -48,9 +48,9 @@ def test_the_same_seed_gives_the_same_midi_and_another_seed_another(model):
     assert not np.array_equal(a.tokens, c.tokens)
 
 
-def test_nucleus_sampling_at_0_9_is_the_default(model):
+def test_the_whole_distribution_is_the_default(model):
     default, nucleus, narrow = (model.generate(bars=4, seed=3, **kw)[0].tokens
-                                for kw in ({}, dict(top_p=0.9), dict(top_p=0.3)))
+                                for kw in ({}, dict(top_p=1.0), dict(top_p=0.3)))
     assert np.array_equal(default, nucleus)
     assert not np.array_equal(default, narrow)  # top_p matters, so the equality above says something
 
@@ -159,7 +159,43 @@ def test_a_model_without_local_keys_is_told_none(model, monkeypatch):
     assert all(p.key_plan is None for p in model.generate(bars=1, num_samples=2))
 
 
-@pytest.mark.parametrize("bad", [dict(bars=0), dict(temperature=0), dict(top_p=1.5), dict(num_samples=0)])
+def _guidance_seen(model, monkeypatch, **options) -> dict:
+    """The keyword arguments the transformer's generate receives."""
+    seen = {}
+
+    def fake_generate(idx, max_new_tokens, **kwargs):
+        seen.update(kwargs)
+        return torch.cat([idx, torch.zeros(idx.shape[0], max_new_tokens, dtype=idx.dtype)], dim=1)
+
+    monkeypatch.setattr(model.transformer, "generate", fake_generate)
+    model.generate(bars=1, **options)
+    return seen
+
+
+def test_key_guidance_contrasts_the_key_a_whole_tone_either_side(model, monkeypatch):
+    from bachsformer.generation import DEFAULT_KEY_GUIDANCE
+
+    seen = _guidance_seen(model, monkeypatch, num_samples=2)
+    key = model.extra_inputs.index("key")
+    assert seen["guidance"] == DEFAULT_KEY_GUIDANCE > 0
+    extras, contrasts = seen["extras"], seen["contrast_extras"]
+    assert contrasts.shape == (2, *extras.shape)
+    assert (contrasts[0, ..., key] == 2).all() and (contrasts[1, ..., key] == 10).all() and (extras[..., key] == 0).all()
+    others = [i for i in range(extras.shape[-1]) if i != key]
+    assert torch.equal(contrasts[..., others], extras[None, ..., others].expand(2, -1, -1, -1))
+    assert "guidance" not in _guidance_seen(model, monkeypatch, key_guidance=0)
+    monkeypatch.setattr(model, "extra_inputs", ["frame_index", "beat"])  # no key input: nothing to guide
+    assert "guidance" not in _guidance_seen(model, monkeypatch)
+
+
+def test_key_guidance_changes_the_piece_and_stays_deterministic(model):
+    guided = model.generate(bars=2, seed=3)[0].tokens
+    assert np.array_equal(guided, model.generate(bars=2, seed=3)[0].tokens)
+    assert not np.array_equal(guided, model.generate(bars=2, seed=3, key_guidance=0)[0].tokens)
+
+
+@pytest.mark.parametrize("bad", [dict(bars=0), dict(temperature=0), dict(top_p=1.5), dict(num_samples=0),
+                                 dict(key_guidance=-1), dict(key_guidance=float("inf"))])
 def test_bad_options_raise(model, bad):
     with pytest.raises(ValueError):
         model.generate(**{"bars": 1, **bad})
@@ -187,6 +223,7 @@ def test_the_command_writes_names_and_never_overwrites(tiny_pair, tmp_path, caps
     (["--checkpoint-dir", "/no/such/folder"], "no such checkpoint folder"),
     (["--prompt", "/no/such.mid"], "no such file"),
     (["--key-plan", "988-v01"], "needs a transformer trained with the local_key input"),
+    (["--key-guidance", "-0.5"], "--key-guidance"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tiny_pair, tmp_path, capsys, args, words):
     base = ["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "1"]

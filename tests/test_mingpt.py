@@ -318,6 +318,49 @@ def test_extras_steer_generation():
     assert not torch.equal(a, b)
 
 
+def test_guided_greedy_generation_equals_recomputing_the_guided_log_probabilities():
+    model = tiny_model(extra_vocab_sizes=(4, 3))
+    B, T0, n, guidance = 2, 3, 12, 0.7
+    idx = random_tokens(model.config, B, T0)
+    extras = random_extras(model.config, B, T0 + n)
+    contrast = torch.stack([extras.clone(), extras.clone()])
+    contrast[0, ..., 0], contrast[1, ..., 0] = (extras[..., 0] + 1) % 4, (extras[..., 0] + 3) % 4
+    out = model.generate(idx, n, top_k=1, extras=extras, guidance=guidance, contrast_extras=contrast)
+    seq = idx
+    for _ in range(n):
+
+        def logp(e):
+            return torch.log_softmax(model(seq, targets=seq, extras=e[:, :seq.shape[1]])["logits"][:, -1], dim=-1)
+
+        guided = logp(extras) + guidance * (logp(extras) - (logp(contrast[0]) + logp(contrast[1])) / 2)
+        seq = torch.cat([seq, guided.argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, seq)
+    assert not torch.equal(out, model.generate(idx, n, top_k=1, extras=extras))  # guidance changed something
+
+
+def test_guidance_without_effect_leaves_sampling_alone():
+    model = tiny_model(extra_vocab_sizes=(4,))
+    idx, extras = random_tokens(model.config, 2, 3), random_extras(model.config, 2, 23)
+    plain = model.generate(idx, 20, extras=extras, generator=torch.Generator().manual_seed(5))
+    contrast = ((extras + 1) % 4)[None]
+    off = model.generate(idx, 20, extras=extras, generator=torch.Generator().manual_seed(5), guidance=0.0,
+                         contrast_extras=contrast)
+    assert torch.equal(plain, off)  # guidance 0: the contrast is not even run
+    same = model.generate(idx, 20, top_k=1, extras=extras, guidance=2.0, contrast_extras=extras[None])
+    assert torch.equal(same, model.generate(idx, 20, top_k=1, extras=extras))  # contrast = condition: no pull
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(guidance=-0.5), "guidance"), (dict(guidance=float("nan")), "guidance"), (dict(guidance=True), "guidance"),
+    (dict(guidance=1.0, contrast_extras=torch.zeros(1, 2, 5, 1, dtype=torch.long)), "contrast_extras"),
+])
+def test_invalid_guidance_raises(kwargs, match):
+    model = tiny_model(extra_vocab_sizes=(4,))
+    idx, extras = random_tokens(model.config, 2, 3), random_extras(model.config, 2, 7)
+    with pytest.raises(ValueError, match=match):
+        model.generate(idx, 4, extras=extras, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------ training
 
 def test_a_tiny_model_overfits_one_batch_with_the_trainer():
