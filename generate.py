@@ -123,7 +123,7 @@ def build_parser() -> CommandParser:
     parser.add_argument("--program", type=int, default=6, help="General MIDI program, 0-based (6: harpsichord, 0: piano)")
     parser.add_argument("--key-guidance", type=float, metavar="W",
                         help="pull toward the corpus' key, away from a whole tone off it; 0 turns it off "
-                             "(default: the API's, 0.7)")
+                             "(default: the API's, 0.7, and 0 with --prompt)")
     parser.add_argument("--key-plan", metavar="PIECE", help="follow the local keys of this training piece, e.g. "
                         "988-v01 (models trained with local keys; default: one the seed picks)")
     parser.add_argument("--prompt", metavar="FILE.mid", help="continue this piece")

@@ -31,6 +31,7 @@ MAX_BARS = 10_000
 # 0.9 unguided (contrasting with all eleven other keys instead: 0.921), and with the whole distribution the
 # bass stays (15% of notes below G3, 11% with top-p 0.9; 18% in the corpus). README, "Results".
 # 0 turns guidance off; it runs the two contrasts beside the samples, a batch three times as large.
+# A prompted continuation is unguided unless asked: its prompt may be in another key than the corpus'.
 DEFAULT_KEY_GUIDANCE = 0.7
 DEFAULT_TOP_P = 1.0  # no nucleus: with key guidance, cutting the tail only cuts the bass
 KEY_CONTRASTS = (2, -2)
@@ -114,7 +115,7 @@ class Bachsformer:
                  top_p: float | None = DEFAULT_TOP_P, num_samples: int = 1, meter: tuple | None = None,
                  qpm: float | None = None, prompt: Piece | None = None, prompt_bars: int | None = None,
                  transpose: int = 0, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY,
-                 key_plan: str | None = None, key_guidance: float = DEFAULT_KEY_GUIDANCE) -> list:
+                 key_plan: str | None = None, key_guidance: float | None = None) -> list:
         """`num_samples` new pieces of `bars` bars (after the prompt, if one is given), as `Generated`.
 
         Without a prompt a piece starts from the codes of one silent frame placed just before a
@@ -123,8 +124,12 @@ class Bachsformer:
         The same seed and options give the same tokens and so the same MIDI. `top_p` defaults to
         `DEFAULT_TOP_P` (1: the whole distribution). A model trained with local
         keys follows the key plan of a training piece: `key_plan` names one, else the seed picks.
-        `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the key input.
+        `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the key input; None means
+        DEFAULT_KEY_GUIDANCE without a prompt and 0 with one, since the key input says "the corpus'
+        key" and a prompt may be in another.
         """
+        if key_guidance is None:
+            key_guidance = DEFAULT_KEY_GUIDANCE if prompt is None else 0.0
         if not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
             raise ValueError(f"bars must be an integer from 1 to {MAX_BARS}, got {bars!r}")
         if not isinstance(num_samples, int) or num_samples < 1:

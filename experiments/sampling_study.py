@@ -83,7 +83,7 @@ def combined_sampler(models: list, weights: list, contrast_alpha: float | None):
 
 
 def score(model: Bachsformer, reference: dict, seed: int, bars: int, temperature: float,
-          key_guidance: float = generation.DEFAULT_KEY_GUIDANCE) -> list:
+          key_guidance: float | None = None) -> list:
     pieces = model.generate(bars=bars, seed=seed, num_samples=20, temperature=temperature, top_p=0.5,  # filter on
                             key_guidance=key_guidance)
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--ensemble", nargs="*", default=[], metavar="DIR:W")
     parser.add_argument("--contrast", nargs="*", default=[], metavar="DIR:W")
     parser.add_argument("--alpha", type=float, default=0.1)
-    parser.add_argument("--key-guidance", type=float, default=generation.DEFAULT_KEY_GUIDANCE)
+    parser.add_argument("--key-guidance", type=float, help="default: generation.DEFAULT_KEY_GUIDANCE")
     parser.add_argument("--key-contrasts", type=int, nargs="+", help="semitones (default: generation.KEY_CONTRASTS)")
     args = parser.parse_args()
     if args.key_contrasts:

@@ -172,7 +172,7 @@ def _guidance_seen(model, monkeypatch, **options) -> dict:
     return seen
 
 
-def test_key_guidance_contrasts_the_key_a_whole_tone_either_side(model, monkeypatch):
+def test_key_guidance_contrasts_the_key_a_whole_tone_either_side(model, monkeypatch, tmp_path):
     from bachsformer.generation import DEFAULT_KEY_GUIDANCE
 
     seen = _guidance_seen(model, monkeypatch, num_samples=2)
@@ -184,6 +184,9 @@ def test_key_guidance_contrasts_the_key_a_whole_tone_either_side(model, monkeypa
     others = [i for i in range(extras.shape[-1]) if i != key]
     assert torch.equal(contrasts[..., others], extras[None, ..., others].expand(2, -1, -1, -1))
     assert "guidance" not in _guidance_seen(model, monkeypatch, key_guidance=0)
+    prompt = _prompt(tmp_path, model.grid)  # may be in any key: unguided unless asked
+    assert "guidance" not in _guidance_seen(model, monkeypatch, prompt=prompt)
+    assert _guidance_seen(model, monkeypatch, prompt=prompt, key_guidance=0.5)["guidance"] == 0.5
     monkeypatch.setattr(model, "extra_inputs", ["frame_index", "beat"])  # no key input: nothing to guide
     assert "guidance" not in _guidance_seen(model, monkeypatch)
 
