@@ -62,6 +62,8 @@ class Bachsformer:
         self.meter = tuple(style.get("meter", (4, 4)))
         self.qpm = float(style.get("qpm", 100.0))
         self.key_plans = style.get("key_plans", [])
+        sizes = dict(zip(self.extra_inputs, self.transformer.config.extra_vocab_sizes))
+        self.unkeyed = sizes.get("key") == KEYS + 1  # trained with key dropout: "no key" is a class
 
     @classmethod
     def from_checkpoints(cls, checkpoint_dir="checkpoints", device: str = "auto") -> "Bachsformer":
@@ -171,7 +173,8 @@ class Bachsformer:
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         guidance = {}
         if key_guidance and "key" in self.extra_inputs:
-            guidance = {"guidance": float(key_guidance), "contrast_extras": _with_keys(extras, self.extra_inputs.index("key"))}
+            contrasts = _with_keys(extras, self.extra_inputs.index("key"), self.unkeyed)
+            guidance = {"guidance": float(key_guidance), "contrast_extras": contrasts}
         out = self.transformer.generate(prompt_tokens, n_new * self.indices_per_frame, temperature=temperature,
                                         top_k=top_k, top_p=top_p, generator=generator, extras=extras, **guidance)
         new_tokens = out[:, prompt_tokens.shape[1]:]  # (num_samples, n_new * 16)
@@ -217,8 +220,13 @@ class Bachsformer:
         return frames, signatures, tempos, lead_in
 
 
-def _with_keys(extras: torch.Tensor, column: int) -> torch.Tensor:
-    """(len(KEY_CONTRASTS), *extras.shape): the extras with the key input moved by each contrast."""
+def _with_keys(extras: torch.Tensor, column: int, unkeyed: bool = False) -> torch.Tensor:
+    """(K, *extras.shape): the extras with the key input moved by each of KEY_CONTRASTS, or, for a
+    model trained with key dropout, set to its "no key" class."""
+    if unkeyed:
+        contrast = extras[None].clone()
+        contrast[..., column] = KEYS
+        return contrast
     contrasts = extras[None].repeat(len(KEY_CONTRASTS), 1, 1, 1)
     for i, semitones in enumerate(KEY_CONTRASTS):
         contrasts[i, ..., column] = (extras[..., column] + semitones) % KEYS

@@ -44,6 +44,9 @@ class TokenDataConfig(DataConfig):
     extra_inputs: tuple[str, ...] = ("frame_index", "beat", "key")  # besides token position
     beat_slots: int = 16  # eighth-note slots of the beat-position embedding (bars up to 8 beats)
     code_features: bool = False  # also feed each code's VAE codebook vector into its embedding
+    # Share of training windows whose key input is "no key" (class KEYS): a model so trained knows
+    # what it would write unconditioned, the contrast classifier-free guidance is made for.
+    key_dropout: float = 0.0
 
     def __post_init__(self):
         if self.frames_per_window < 1:
@@ -55,6 +58,8 @@ class TokenDataConfig(DataConfig):
             raise ValueError("transpositions must include 0 (the pieces as written)")
         if self.beat_slots < 1:
             raise ValueError(f"beat_slots must be at least 1, got {self.beat_slots}")
+        if not 0 <= self.key_dropout < 1:
+            raise ValueError(f"key_dropout must lie in [0, 1), got {self.key_dropout}")
 
 
 @dataclass
@@ -88,7 +93,8 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, vae_config):
     A `model.block_size` set by hand must be the context that `data.frames_per_window` gives.
     """
     codebook_size, indices_per_frame = vae_config.codebook_size, vae_config.n_indices
-    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS, "progress": PROGRESS_BINS,
+    sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS + bool(data.key_dropout),
+             "progress": PROGRESS_BINS,
              "local_key": LOCAL_KEYS}
     block_size = data.frames_per_window * indices_per_frame
     if model.block_size not in (GPTConfig.block_size, block_size):
@@ -245,6 +251,9 @@ def _train_transformer(config: dict, world: World, resume: bool, log, progress: 
         sampler.set_epoch(epoch)
         rows = np.array(list(sampler))[offset * local_batch:(offset + 1) * local_batch]
         x, y, e = windows.batch(rows)
+        if data.key_dropout:  # drawn per window of the whole set, so every process agrees
+            unkeyed = np.random.default_rng([train.seed, step]).random(len(windows))[rows] < data.key_dropout
+            e[torch.from_numpy(unkeyed), :, KEY] = KEYS
         return x.to(device), y.to(device), select_extras(e, data.extra_inputs)
 
     row, loss_sum, loss_n, started = {}, 0.0, 0, time.perf_counter()

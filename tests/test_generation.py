@@ -187,6 +187,9 @@ def test_key_guidance_contrasts_the_key_a_whole_tone_either_side(model, monkeypa
     prompt = _prompt(tmp_path, model.grid)  # may be in any key: unguided unless asked
     assert "guidance" not in _guidance_seen(model, monkeypatch, prompt=prompt)
     assert _guidance_seen(model, monkeypatch, prompt=prompt, key_guidance=0.5)["guidance"] == 0.5
+    monkeypatch.setattr(model, "unkeyed", True)  # trained with key dropout: the contrast is "no key"
+    contrasts = _guidance_seen(model, monkeypatch)["contrast_extras"]
+    assert contrasts.shape[0] == 1 and (contrasts[0, ..., key] == 12).all()
     monkeypatch.setattr(model, "extra_inputs", ["frame_index", "beat"])  # no key input: nothing to guide
     assert "guidance" not in _guidance_seen(model, monkeypatch)
 

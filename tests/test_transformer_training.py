@@ -166,6 +166,29 @@ def test_extra_inputs_are_configurable(tiny_corpus, tiny_vae, tmp_path, extra_in
     assert list(load_checkpoint(out / "last.pt")["model_config"]["extra_vocab_sizes"]) == sizes
 
 
+def test_key_dropout_tells_some_windows_no_key(tiny_corpus, tiny_vae, tmp_path, monkeypatch):
+    from bachsformer import transformer_training
+
+    keys, select = [], transformer_training.select_extras
+
+    def recording(extras, names):
+        keys.append(extras[:, 0, 2].clone())  # the key input of each window of a batch
+        return select(extras, names)
+
+    monkeypatch.setattr(transformer_training, "select_extras", recording)
+    out = tmp_path / "run"
+    train_transformer(_config(tiny_corpus, tiny_vae, out, "--data.key_dropout=0.5"), log=_quiet, progress=False)
+    seen = torch.cat(keys)
+    assert (seen == 12).any() and (seen != 12).any()  # "no key" for some windows, not all
+    assert list(load_checkpoint(out / "last.pt")["model_config"]["extra_vocab_sizes"]) == [16, 16, 13]
+
+
+@pytest.mark.parametrize("bad", ["1.0", "-0.1"])
+def test_key_dropout_must_be_a_share(tiny_corpus, tiny_vae, tmp_path, bad):
+    with pytest.raises(ConfigError, match="key_dropout"):
+        _config(tiny_corpus, tiny_vae, tmp_path / "run", f"--data.key_dropout={bad}")
+
+
 def test_token_cache_is_reused(tiny_corpus, tiny_vae, tmp_path, monkeypatch):
     train_transformer(_config(tiny_corpus, tiny_vae, tmp_path / "a", "--train.max_steps=1"), log=_quiet,
                       progress=False)
