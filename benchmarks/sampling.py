@@ -20,7 +20,9 @@ The roofline divides the arithmetic of one cached step per token (every matrix p
 layers, attention over a full window, and the head) into the rate this machine multiplies fp32
 matrices at: a large square product (its peak) and the products of a batch-32 step themselves.
 No fp32 sampler of that model can beat the first figure; the bfloat16 rate of the same products
-is printed beside it.
+is printed beside it. At batch 1 the bound is memory, not arithmetic: a step streams every weight
+once, and the roofline also times those products alone, in order, on one thread (the batch-1
+ceiling), beside the megabytes they read per token.
 """
 from __future__ import annotations
 
@@ -144,6 +146,35 @@ def matmul_gflops(m: int, k: int, n: int, threads: int, seconds: float = 1.0, dt
         torch.set_num_threads(before)
 
 
+def step_weight_shapes(cfg: GPTConfig) -> list:
+    """(in, out) of every weight product of one cached step: q k v, output, MLP in and out per
+    layer, then the head."""
+    C, hs = cfg.n_embd, cfg.head_size
+    return [(C, C + 2 * cfg.kv_heads * hs), (C, C), (C, 4 * C), (4 * C, C)] * cfg.n_layer + [(C, cfg.vocab_size)]
+
+
+def step_products_us(cfg: GPTConfig, batch: int = 1, threads: int = 1, reps: int = 2000) -> float:
+    """Microseconds for the weight products of one cached step alone, in order, on `threads`
+    threads (median of 5).
+
+    At batch 1 a step streams every weight once: the step can be no faster than this chain,
+    whatever the other ops cost."""
+    chain = [(torch.randn(batch, k), torch.randn(k, n), torch.empty(batch, n)) for k, n in step_weight_shapes(cfg)]
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        times = []
+        for _ in range(6):  # the first pass warms the caches and is dropped
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                for a, b, out in chain:
+                    torch.mm(a, b, out=out)
+            times.append((time.perf_counter() - t0) / reps * 1e6)
+        return statistics.median(times[1:])
+    finally:
+        torch.set_num_threads(before)
+
+
 def roofline(cfg: GPTConfig, batch: int = 32) -> dict:
     C = cfg.n_embd
     flops = step_flops_per_token(cfg)
@@ -153,9 +184,14 @@ def roofline(cfg: GPTConfig, batch: int = 32) -> dict:
     peak = max(rates.values())
     rates.update({f"step_mlp_{batch}x{C}x{4 * C}_{t}_threads_bfloat16_gflops":
                   matmul_gflops(batch, C, 4 * C, t, 0.5, torch.bfloat16) for t in (1, 2)})
+    chain_us = step_products_us(cfg)
+    weight_mb = sum(k * n for k, n in step_weight_shapes(cfg)) * 4 / 2 ** 20
     return {"config": cfg.to_dict(), "step_flops_per_token": flops, **rates,
             "ceiling_tokens_per_s_at_peak": peak * 1e9 / flops,
-            "gflops_needed_for_50k_tokens_per_s": 50_000 * flops / 1e9}
+            "gflops_needed_for_50k_tokens_per_s": 50_000 * flops / 1e9,
+            "batch1_step_products_1_thread_us": chain_us,
+            "batch1_ceiling_tokens_per_s": 1e6 / chain_us,
+            "batch1_weights_streamed_per_token_mb": weight_mb}
 
 
 if __name__ == "__main__":

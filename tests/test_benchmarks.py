@@ -87,3 +87,13 @@ def test_the_roofline_counts_every_product_of_a_step():
     # q, k, v 4 x 8; scores and values 2 heads x 2 x 2 x 4; projection 4 x 4; MLP 2 x 4 x 16; head 4 x 10
     assert step_flops_per_token(cfg) == 2 * (32 + 32 + 16 + 128 + 40)
     assert step_flops_per_token(GPTConfig(**{**cfg.to_dict(), "n_layer": 2})) == 2 * (2 * 208 + 40)
+
+
+def test_the_batch1_roofline_streams_the_weights_the_cached_decoder_multiplies():
+    from benchmarks.sampling import step_weight_shapes
+    from mingpt.model import GPT, GPTConfig, KVCacheDecoder
+
+    cfg = GPTConfig(vocab_size=10, block_size=4, n_layer=2, n_head=2, n_kv_head=1, n_embd=4)
+    decoder = KVCacheDecoder(GPT(cfg), batch_size=1)
+    used = [tuple(w.shape) for layer in decoder.layers for w in (layer.w_qkv, layer.w_o, layer.w_fc, layer.w_proj)]
+    assert step_weight_shapes(cfg) == used + [tuple(decoder.w_head.shape)]
