@@ -4,10 +4,10 @@ what the decoder's decision threshold changes.
 For each folder of MIDI files it prints the pooled pitch-class profile beside the training
 pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them, the
 median scale consistency of whole pieces and of 12-beat segments, the share of notes below G3
-(the bass), the median overlap of each quarter of a piece, and the keys its 8-beat segments are
-in (the best of the 12 major and 12 harmonic-minor scales). If segments scored as well as
-real music while whole pieces did not, the generator would be drifting from key to key; if
-segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
+(the bass) and their pitch classes, the median overlap of each quarter of a piece, and the keys
+its 8-beat segments are in (the best of the 12 major and 12 harmonic-minor scales). If segments
+scored as well as real music while whole pieces did not, the generator would be drifting from key
+to key; if segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
 `--num-samples` pieces at each offset added to the VAE's decision threshold (in logits; higher
 decodes fewer, surer notes) and prints their median pitch-class overlap, so that a decoder
 writing doubtful notes would show.
@@ -76,6 +76,13 @@ def key_shares(pieces) -> np.ndarray:
     return np.mean(shares, axis=0)
 
 
+def bass_profile(pieces) -> np.ndarray:
+    """(12,) the pitch classes of the notes below G3, as shares of all notes: how much of a
+    profile's difference lies in the bass."""
+    counts = sum(pitch_class_counts(notes.select(notes.pitch < BASS_BELOW)) for notes in pieces)
+    return counts / sum(len(notes) for notes in pieces)
+
+
 def profile(pieces) -> np.ndarray:
     counts = sum(pitch_class_counts(notes) for notes in pieces)
     return counts / counts.sum()
@@ -104,6 +111,9 @@ def main() -> None:
         print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in p)
               + f"  {overlap(p, ref_profile):7.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}  "
               + " ".join(f"{q:.3f}" for q in quarter_overlaps(pieces, ref_profile)))
+    print(f"{'notes below G3':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  (shares of all notes)")
+    for label, pieces in rows:
+        print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in bass_profile(pieces)))
     for label, pieces in rows:
         shares = key_shares(pieces)
         print(f"{label[-24:]:24}keys: " + " ".join(f"{KEY_NAMES[k]} {shares[k]:.2f}" for k in np.argsort(-shares)[:6]))
