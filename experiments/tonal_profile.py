@@ -2,15 +2,16 @@
 what the decoder's decision threshold changes.
 
 For each folder of MIDI files it prints the pooled pitch-class profile beside the training
-pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them, the
-median scale consistency of whole pieces and of 12-beat segments, the share of notes below G3
-(the bass) and their pitch classes, the median overlap of each quarter of a piece, and the keys
-its 8-beat segments are in (the best of the 12 major and 12 harmonic-minor scales). If segments
-scored as well as real music while whole pieces did not, the generator would be drifting from key
-to key; if segments fall short too, the wrong notes are local. With `--checkpoint-dir` it also generates
-`--num-samples` pieces at each offset added to the VAE's decision threshold (in logits; higher
-decodes fewer, surer notes) and prints their median pitch-class overlap, so that a decoder
-writing doubtful notes would show.
+pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them (a bias
+all pieces share lowers it), the median overlap of each piece with its own folder's profile
+(variety from piece to piece lowers that), the median scale consistency of whole pieces and of
+12-beat segments, the share of notes below G3 (the bass) and their pitch classes, the median
+overlap of each quarter of a piece, and the keys its 8-beat segments are in (the best of the 12
+major and 12 harmonic-minor scales). If segments scored as well as real music while whole pieces
+did not, the generator would be drifting from key to key; if segments fall short too, the wrong
+notes are local. With `--checkpoint-dir` it also generates `--num-samples` pieces at each offset
+added to the VAE's decision threshold (in logits; higher decodes fewer, surer notes) and prints
+their median pitch-class overlap, so that a decoder writing doubtful notes would show.
 
     python experiments/tonal_profile.py --reference ../shared/corpora/goldberg DIR [DIR ...] \
         [--checkpoint-dir checkpoints --threshold-offsets 0 0.5 1 2]
@@ -101,15 +102,16 @@ def main() -> None:
     reference = [read_midi(path).notes for path in find_midi_files(Path(args.reference))
                  if path.stem not in DEFAULT_HELD_OUT]
     ref_profile = profile(reference)
-    print(f"{'':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  overlap  scale (piece / 12 beats)  bass  quarters")
+    print(f"{'':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  overlap    own  scale (piece / 12 beats)  bass  quarters")
     rows = [("reference", reference)] + [(folder, notes_of(folder)) for folder in args.folders]
     for label, pieces in rows:
         p = profile(pieces)
         whole = np.median([scale_consistency(n) for n in pieces])
         local = np.median([s for n in pieces for s in segment_consistency(n)])
         bass = sum((n.pitch < BASS_BELOW).sum() for n in pieces) / sum(len(n.pitch) for n in pieces)
+        own = np.median([overlap(profile([n]), p) for n in pieces])
         print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in p)
-              + f"  {overlap(p, ref_profile):7.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}  "
+              + f"  {overlap(p, ref_profile):7.3f}  {own:.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}  "
               + " ".join(f"{q:.3f}" for q in quarter_overlaps(pieces, ref_profile)))
     print(f"{'notes below G3':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  (shares of all notes)")
     for label, pieces in rows:
