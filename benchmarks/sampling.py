@@ -118,13 +118,18 @@ def sweep(configs=SWEEP, batch_sizes=BATCH_SIZES, length: int = 2048, repeats: i
     return rows
 
 
+def step_weight_shapes(cfg: GPTConfig) -> list:
+    """(in, out) of every weight product of one cached step: q k v, output, MLP in and out per
+    layer, then the head."""
+    C, hs = cfg.n_embd, cfg.head_size
+    return [(C, C + 2 * cfg.kv_heads * hs), (C, C), (C, 4 * C), (4 * C, C)] * cfg.n_layer + [(C, cfg.vocab_size)]
+
+
 def step_flops_per_token(cfg: GPTConfig) -> int:
-    """Multiply-adds x 2 of one cached step of one sequence, with a full attention window."""
-    C, hs, L = cfg.n_embd, cfg.head_size, cfg.block_size
-    per_layer = (C * (C + 2 * cfg.kv_heads * hs)  # q, k, v
-                 + 2 * cfg.n_head * hs * L  # scores over the window, then the weighted values
-                 + C * C + 2 * C * 4 * C)  # output projection, MLP
-    return 2 * (cfg.n_layer * per_layer + C * cfg.vocab_size)
+    """Multiply-adds x 2 of one cached step of one sequence, with a full attention window: the
+    weight products, and the scores and weighted values over the window."""
+    attention = cfg.n_layer * 2 * cfg.n_head * cfg.head_size * cfg.block_size
+    return 2 * (sum(k * n for k, n in step_weight_shapes(cfg)) + attention)
 
 
 def matmul_gflops(m: int, k: int, n: int, threads: int, seconds: float = 1.0, dtype=torch.float32) -> float:
@@ -144,13 +149,6 @@ def matmul_gflops(m: int, k: int, n: int, threads: int, seconds: float = 1.0, dt
         return statistics.median(rates)
     finally:
         torch.set_num_threads(before)
-
-
-def step_weight_shapes(cfg: GPTConfig) -> list:
-    """(in, out) of every weight product of one cached step: q k v, output, MLP in and out per
-    layer, then the head."""
-    C, hs = cfg.n_embd, cfg.head_size
-    return [(C, C + 2 * cfg.kv_heads * hs), (C, C), (C, 4 * C), (4 * C, C)] * cfg.n_layer + [(C, cfg.vocab_size)]
 
 
 def step_products_us(cfg: GPTConfig, batch: int = 1, threads: int = 1, reps: int = 2000) -> float:

@@ -108,7 +108,7 @@ def main() -> None:
         p = profile(pieces)
         whole = np.median([scale_consistency(n) for n in pieces])
         local = np.median([s for n in pieces for s in segment_consistency(n)])
-        bass = sum((n.pitch < BASS_BELOW).sum() for n in pieces) / sum(len(n.pitch) for n in pieces)
+        bass = bass_profile(pieces).sum()
         own = np.median([overlap(profile([n]), p) for n in pieces])
         print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in p)
               + f"  {overlap(p, ref_profile):7.3f}  {own:.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}  "
