@@ -18,7 +18,7 @@ from ludovico_vae.frames import Piece, meter_per_frame, shift_keys
 from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, score_to_midi
 
 from .runtime import resolve_device
-from .tokens import KEYS, NO_KEY, beat_slots, local_keys, progress_bins, token_extras
+from .tokens import KEYS, NO_KEY, beat_slots, local_keys, progress_bins, silent_frame_codes, token_extras
 from .transformer_training import load_pair, select_extras
 
 MAX_BARS = 10_000
@@ -72,8 +72,7 @@ class Bachsformer:
 
     def _silence(self) -> torch.Tensor:
         """The codes of an empty frame: the prompt of a piece that starts from nothing."""
-        empty = torch.zeros((1, *self.grid.frame_shape), device=self.device)
-        return self.vae.encode_indices(empty)[0]
+        return torch.from_numpy(silent_frame_codes(self.vae, self.grid.frame_shape, self.device)).to(self.device)
 
     def _extras(self, n_frames: int, slots: np.ndarray, progress: np.ndarray, keys: np.ndarray) -> torch.Tensor | None:
         """(batch, n_frames * 16, n_extra) the inputs beside the tokens; `keys` (batch, n_frames)."""

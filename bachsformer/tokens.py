@@ -108,6 +108,26 @@ def encode_piece(model, piece: Piece, device, n_slots: int, transpose: int = 0) 
                       local_keys(frames))
 
 
+def silent_frame_codes(model, frame_shape: tuple, device) -> np.ndarray:
+    """(indices_per_frame,) the codes of an empty frame: what a piece starting from nothing is
+    prompted with, and what a training piece's silent lead-in is made of."""
+    empty = torch.zeros((1, *frame_shape), device=device)
+    return model.encode_indices(empty)[0].cpu().numpy().astype(np.int64)
+
+
+def with_silent_lead_in(piece: TokenPiece, silence: np.ndarray, slot: int) -> TokenPiece:
+    """`piece` after one silent frame on the beat before its first, in beat slot `slot`.
+
+    Generation starts a piece from the codes of a silent frame; without a lead-in those codes
+    occur nowhere in the Goldberg tokens, so a model would meet its first context only at
+    sampling time, and never learn how a piece begins after silence. The lead-in frame takes the
+    local key of the frame after it, as generation gives it the key plan's first key.
+    """
+    keys = None if piece.local_keys is None else np.concatenate([piece.local_keys[:1], piece.local_keys])
+    return TokenPiece(piece.name, np.concatenate([silence[None], piece.tokens]),
+                      np.concatenate([[slot], piece.beat_slots]).astype(np.int64), piece.transpose, keys)
+
+
 def _cache_path(cache_dir, vae_sha: str, corpus_key: str, transpositions, n_slots: int) -> Path:
     spec = json.dumps({"format": TOKEN_CACHE_FORMAT, "vae": vae_sha, "corpus": corpus_key, "slots": n_slots,
                        "transpositions": list(transpositions)}, sort_keys=True)

@@ -20,6 +20,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from ludovico_vae.files import sha256_file
+from ludovico_vae.frames import meter_per_frame
 from mingpt.model import GPT, GPTConfig
 from mingpt.trainer import Trainer, TrainerConfig
 
@@ -27,7 +28,8 @@ from .config import ConfigError
 from .distributed import World, joined
 from .runtime import CheckpointError, load_checkpoint
 from .tokens import (BEAT_SLOT, FRAME_INDEX, KEY, KEYS, LOCAL_KEY, LOCAL_KEYS, PROGRESS, PROGRESS_BINS, TokenWindows,
-                     encode_corpus, local_keys, token_extras)
+                     beat_slots, encode_corpus, local_keys, silent_frame_codes, token_extras,
+                     with_silent_lead_in)
 from .vae_training import DataConfig, load_corpus, load_vae, monitor_subset, split_pieces
 
 CHECKPOINT_KIND = "transformer"
@@ -47,6 +49,10 @@ class TokenDataConfig(DataConfig):
     # Share of training windows whose key input is "no key" (class KEYS): a model so trained knows
     # what it would write unconditioned, the contrast classifier-free guidance is made for.
     key_dropout: float = 0.0
+    # Put one silent frame before every training piece, so that the context generation starts
+    # from (the codes of a silent frame, which no Goldberg piece contains) is one the model has
+    # learnt to continue, with a piece's opening.
+    silent_lead_in: bool = False
 
     def __post_init__(self):
         if self.frames_per_window < 1:
@@ -167,12 +173,23 @@ def load_token_corpus(data: TokenDataConfig, device, log=print) -> dict:
                            data.transpositions, data.cache_dir)
     train_pieces = split_pieces(pieces, data.held_out)[0]
     train_names = {p.name for p in train_pieces}
+    if data.silent_lead_in:  # training windows only: held-out bits stay comparable across runs
+        silence = silent_frame_codes(vae, grid.frame_shape, device)
+        slots = {p.name: int(beat_slots(lead_in_beat(p), data.beat_slots)) for p in train_pieces}
+        tokens = [with_silent_lead_in(t, silence, slots[t.name]) if t.name in train_names else t for t in tokens]
     return {"vae": vae, "style": corpus_style(train_pieces), "vae_state": vae_state, "grid": grid,
             "corpus_hash": corpus_key,
             "vae_sha256": sha256_file(data.vae),
             "train": [t for t in tokens if t.name in train_names],
             "held_out": [t for t in tokens if t.name not in train_names and t.transpose == 0],
             "train_as_written": [t for t in tokens if t.name in train_names and t.transpose == 0]}
+
+
+def lead_in_beat(piece) -> float:
+    """Where in its bar the beat before `piece`'s first frame lies (a pickup counted back from the
+    first full bar, as generation places its silent lead-in frame)."""
+    starts = np.insert(piece.frame_starts, 0, piece.frame_starts[0] - 1)
+    return float(meter_per_frame(piece.time_signatures, starts)[2][0])
 
 
 def corpus_style(pieces: list) -> dict:

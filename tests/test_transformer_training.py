@@ -11,9 +11,10 @@ from bachsformer.config import ConfigError, build_config
 from bachsformer.evaluate import main as evaluate_main
 from bachsformer.runtime import CheckpointError, export_weights, load_checkpoint
 from bachsformer.tokens import (KEY_WINDOW, NO_KEY, TokenPiece, TokenWindows, beat_slots, local_keys, progress_bins,
-                                token_extras)
+                                silent_frame_codes, token_extras, with_silent_lead_in)
 from ludovico_vae.files import sha256_file
-from bachsformer.transformer_training import SECTIONS, load_pair, load_transformer, train_transformer
+from bachsformer.transformer_training import (SECTIONS, load_pair, load_token_corpus, load_transformer,
+                                              train_transformer)
 from conftest import TINY_GPT
 
 
@@ -181,6 +182,36 @@ def test_key_dropout_tells_some_windows_no_key(tiny_corpus, tiny_vae, tmp_path, 
     seen = torch.cat(keys)
     assert (seen == 12).any() and (seen != 12).any()  # "no key" for some windows, not all
     assert list(load_checkpoint(out / "last.pt")["model_config"]["extra_vocab_sizes"]) == [16, 16, 13]
+
+
+def test_silent_lead_in_puts_one_silent_frame_before_a_piece():
+    piece = TokenPiece("p", np.arange(12).reshape(3, 4), np.array([0, 2, 4]), transpose=2,
+                       local_keys=np.array([7, 7, 9]))
+    silence = np.array([5, 6, 7, 8])
+    led = with_silent_lead_in(piece, silence, slot=6)
+    assert led.tokens.tolist() == [[5, 6, 7, 8], *piece.tokens.tolist()]
+    assert led.beat_slots.tolist() == [6, 0, 2, 4]
+    assert led.local_keys.tolist() == [7, 7, 7, 9]  # the lead-in is in the key the piece starts in
+    assert (led.name, led.transpose) == ("p", 2)
+    # so the first window starts on the silence and predicts the piece's whole first frame from it
+    x, y, e = TokenWindows([led], frames_per_window=2).batch(np.array([0]))
+    assert x[0, :4].tolist() == silence.tolist() and y[0, 3:7].tolist() == [0, 1, 2, 3]
+    assert e[0, :4, 1].tolist() == [6] * 4
+
+
+def test_silent_lead_in_comes_before_training_pieces_only(tiny_corpus, tiny_vae, tmp_path):
+    plain = load_token_corpus(_config(tiny_corpus, tiny_vae, tmp_path / "a")["data"], "cpu", _quiet)
+    led = load_token_corpus(_config(tiny_corpus, tiny_vae, tmp_path / "b", "--data.silent_lead_in=true")["data"],
+                            "cpu", _quiet)
+    silence = silent_frame_codes(led["vae"], led["grid"].frame_shape, "cpu")
+    assert len(led["train"]) == len(plain["train"]) == 6  # three pieces in two keys
+    for a, b in zip(plain["train"], led["train"]):
+        assert (a.name, a.transpose) == (b.name, b.transpose)
+        assert np.array_equal(b.tokens[0], silence) and np.array_equal(b.tokens[1:], a.tokens)
+        assert b.beat_slots[0] == 6 and np.array_equal(b.beat_slots[1:], a.beat_slots)  # beat 4 of 4/4
+    for a, b in zip(plain["held_out"], led["held_out"]):  # held-out bits stay comparable
+        assert np.array_equal(a.tokens, b.tokens)
+    assert not any((p.tokens == silence).all(axis=1).any() for p in plain["train"])
 
 
 @pytest.mark.parametrize("bad", ["1.0", "-0.1"])
