@@ -5,8 +5,8 @@ For each folder of MIDI files it prints the pooled pitch-class profile beside th
 pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap with them (a bias
 all pieces share lowers it), the median overlap of each piece with its own folder's profile
 (variety from piece to piece lowers that), the median scale consistency of whole pieces and of
-12-beat segments, the share of notes below G3 (the bass) and their pitch classes, the median
-overlap of each quarter of a piece, and the keys its 8-beat segments are in (the best of the 12
+12-beat segments, the share of notes below G3 (the bass), their pitch classes and their share in
+each eighth of a piece, the median overlap of each quarter of a piece, and the keys its 8-beat segments are in (the best of the 12
 major and 12 harmonic-minor scales). If segments scored as well as real music while whole pieces
 did not, the generator would be drifting from key to key; if segments fall short too, the wrong
 notes are local. With `--checkpoint-dir` it also generates `--num-samples` pieces at each offset
@@ -50,13 +50,18 @@ def segment_consistency(notes) -> list:
     return scores
 
 
+def parts_of(notes, n_parts: int) -> np.ndarray:
+    """Which of `n_parts` equal spans of a piece (from beat 0 to its last onset) each note starts in."""
+    edges = np.linspace(0, notes.start.max() + 1e-9, n_parts + 1)
+    return np.searchsorted(edges, notes.start, side="right") - 1
+
+
 def quarter_overlaps(pieces, ref_profile) -> np.ndarray:
     """Median pitch-class overlap of each quarter of a piece with the reference: a key that
     wanders as a piece goes on would show as falling quarters."""
     rows = []
     for notes in pieces:
-        edges = np.linspace(0, notes.start.max() + 1e-9, 5)
-        quarter = np.searchsorted(edges, notes.start, side="right") - 1
+        quarter = parts_of(notes, 4)
         rows.append([overlap(profile([notes.select(quarter == q)]), ref_profile) if (quarter == q).any()
                      else np.nan for q in range(4)])  # a silent quarter has no profile
     return np.nanmedian(rows, axis=0)
@@ -82,6 +87,17 @@ def bass_profile(pieces) -> np.ndarray:
     profile's difference lies in the bass."""
     counts = sum(pitch_class_counts(notes.select(notes.pitch < BASS_BELOW)) for notes in pieces)
     return counts / sum(len(notes) for notes in pieces)
+
+
+def bass_by_eighth(pieces) -> np.ndarray:
+    """(8,) the share of notes below G3 in each eighth of the pieces, pooled: a generator that
+    opens from a context it never trained on would show a different first eighth."""
+    bass, total = np.zeros(8), np.zeros(8)
+    for notes in pieces:
+        part = parts_of(notes, 8)
+        np.add.at(total, part, 1)
+        np.add.at(bass, part, notes.pitch < BASS_BELOW)
+    return bass / np.maximum(total, 1)
 
 
 def profile(pieces) -> np.ndarray:
@@ -116,6 +132,9 @@ def main() -> None:
     print(f"{'notes below G3':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  (shares of all notes)")
     for label, pieces in rows:
         print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in bass_profile(pieces)))
+    print(f"{'notes below G3, by eighth':24}  (share of the notes starting in each eighth of a piece)")
+    for label, pieces in rows:
+        print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in bass_by_eighth(pieces)))
     for label, pieces in rows:
         shares = key_shares(pieces)
         print(f"{label[-24:]:24}keys: " + " ".join(f"{KEY_NAMES[k]} {shares[k]:.2f}" for k in np.argsort(-shares)[:6]))
