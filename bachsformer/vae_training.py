@@ -50,6 +50,10 @@ class VAETrainConfig(TrainerConfig):
     batch_size: int = 256  # the global batch: a distributed run splits it evenly over its processes
     eval_every: int = 10  # epochs between evaluations (and checkpoints)
     transpose: int = 6  # random shift of each frame by up to this many semitones, kept on the keyboard
+    # Share of training frames whose keys below a random split (between the lowest and highest
+    # quarter of the keyboard) come from another frame of the same piece: a bass and a treble
+    # in one key that never sounded together, for a model that meets new combinations held out.
+    register_mix: float = 0.0
     monitor_pieces: int = 3  # training pieces also scored at each evaluation, to show overfitting
     seed: int = 0
     device: str = "auto"
@@ -59,6 +63,8 @@ class VAETrainConfig(TrainerConfig):
     def __post_init__(self):
         super().__post_init__()
         self.require(at_least_one=("epochs", "batch_size", "eval_every"), non_negative=("transpose", "monitor_pieces", "threads"))
+        if not 0 <= self.register_mix <= 1:
+            raise ValueError(f"register_mix must lie in [0, 1], got {self.register_mix}")
 
 
 SECTIONS = {"grid": FrameGrid, "model": VQVAEConfig, "data": DataConfig, "train": VAETrainConfig}
@@ -92,6 +98,24 @@ def transpose_frames(frames: torch.Tensor, max_shift: int, u: torch.Tensor) -> t
     valid = (source >= 0) & (source < k)
     index = source.clamp(0, k - 1)[:, None, :, None].expand_as(frames)
     return torch.gather(frames, 2, index) * valid[:, None, :, None]
+
+
+def mix_registers(frames: torch.Tensor, partners: torch.Tensor, splits: torch.Tensor) -> torch.Tensor:
+    """Each frame `(B, C, K, T)` with its keys below `splits (B,)` taken from `partners`; a split
+    of 0 leaves a frame as it is."""
+    below = torch.arange(frames.shape[2], device=frames.device)[None, :] < splits[:, None]  # (B, K)
+    return torch.where(below[:, None, :, None], partners, frames)
+
+
+def register_mix_draws(u: np.ndarray, order: torch.Tensor, piece_start: torch.Tensor,
+                       piece_length: torch.Tensor, share: float, n_keys: int) -> tuple:
+    """For frames `order`, from three uniform draws `u (len(order), 3)` each: a partner frame of
+    the same piece, and a split key (0 for the frames left unmixed), as `mix_registers` takes them."""
+    u = torch.from_numpy(u)
+    start, length = piece_start[order.cpu()], piece_length[order.cpu()]
+    partners = start + torch.clamp((u[:, 0] * length).long(), max=length - 1)
+    splits = n_keys // 4 + (u[:, 1] * (n_keys // 2)).long()
+    return partners.to(order.device), torch.where(u[:, 2] < share, splits, 0).to(order.device)
 
 
 def split_pieces(pieces: list, held_out) -> tuple:
@@ -163,6 +187,9 @@ def _train_vae(config: dict, world: World, resume: bool, log, progress: bool, on
     train_pieces, val_pieces = split_pieces(pieces, data.held_out)
     monitor = monitor_subset(train_pieces, train.monitor_pieces)
     frames = torch.from_numpy(np.concatenate([p.frames for p in train_pieces])).to(device)
+    lengths = torch.tensor([len(p.frames) for p in train_pieces])
+    piece_length = torch.repeat_interleave(lengths, lengths)  # of each frame's piece, and where it starts
+    piece_start = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
     steps_per_epoch = math.ceil(len(frames) / train.batch_size)
     # each epoch's seeded permutation of the frames, dealt out: rank r takes positions r, r + size, ...
     sampler = DistributedSampler(range(len(frames)), world.size, world.rank, seed=train.seed * 1_000_003)
@@ -209,9 +236,16 @@ def _train_vae(config: dict, world: World, resume: bool, log, progress: bool, on
         # transposed alike whatever the number of processes
         draws = np.random.default_rng([train.seed, epoch]).random(sampler.total_size, dtype=np.float32)
         shifts = torch.from_numpy(draws[world.rank::world.size])
+        if train.register_mix:  # drawn for every position of the epoch, then dealt out like them
+            u = np.random.default_rng([train.seed, epoch, 1]).random((sampler.total_size, 3), dtype=np.float32)
+            partners, splits = register_mix_draws(u[world.rank::world.size], mine, piece_start, piece_length,
+                                                  train.register_mix, frames.shape[2])
         for i in range(steps_per_epoch):
             part = slice(i * local_batch, (i + 1) * local_batch)
-            batch = transpose_frames(frames[mine[part]].float(), train.transpose, shifts[part])
+            batch = frames[mine[part]].float()
+            if train.register_mix:
+                batch = mix_registers(batch, frames[partners[part]].float(), splits[part])
+            batch = transpose_frames(batch, train.transpose, shifts[part])
             result = trainer.train_step(batch)
             for key in keys:
                 sums[key] += result[key] * len(batch)

@@ -1,6 +1,7 @@
 """Training the VQ-VAE end to end on a tiny corpus: records, checkpoints, exact resume, errors."""
 import csv
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,7 @@ from bachsformer.config import ConfigError, build_config
 from bachsformer.evaluate import main as evaluate_main
 from bachsformer.runtime import CheckpointError, load_checkpoint
 from bachsformer.runtime import export_weights
-from bachsformer.vae_training import SECTIONS, load_vae, train_vae
+from bachsformer.vae_training import SECTIONS, load_vae, mix_registers, register_mix_draws, train_vae
 from conftest import TINY_VAE
 
 
@@ -37,9 +38,10 @@ def test_a_run_records_metrics_plots_and_checkpoints(tiny_corpus, tmp_path):
     assert len(state["corpus_hash"]) == 64
 
 
-def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--train.register_mix=0.5"]])
+def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tmp_path, extra):
     straight = tmp_path / "straight"
-    train_vae(_config(tiny_corpus, straight), log=_quiet, progress=False)
+    train_vae(_config(tiny_corpus, straight, *extra), log=_quiet, progress=False)
 
     interrupted = tmp_path / "interrupted"
     steps_per_epoch = load_checkpoint(straight / "last.pt")["step"] // 2
@@ -49,9 +51,10 @@ def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_vae(_config(tiny_corpus, interrupted), log=_quiet, progress=False, on_step=stop_in_the_second_epoch)
+        train_vae(_config(tiny_corpus, interrupted, *extra), log=_quiet, progress=False,
+                  on_step=stop_in_the_second_epoch)
     assert load_checkpoint(interrupted / "last.pt")["epoch"] == 1
-    train_vae(_config(tiny_corpus, interrupted), resume=True, log=_quiet, progress=False)
+    train_vae(_config(tiny_corpus, interrupted, *extra), resume=True, log=_quiet, progress=False)
 
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(interrupted / "last.pt")
     assert a["step"] == b["step"]
@@ -59,6 +62,34 @@ def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
     with open(interrupted / "metrics.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2]
+
+
+def test_register_mix_takes_the_keys_below_the_split_from_the_partner():
+    frames, partners = torch.zeros(3, 2, 88, 4), torch.ones(3, 2, 88, 4)
+    mixed = mix_registers(frames, partners, torch.tensor([0, 22, 60]))
+    assert mixed[0].sum() == 0  # split 0: left as it is
+    assert (mixed[1, :, :22] == 1).all() and (mixed[1, :, 22:] == 0).all()
+    assert (mixed[2, :, :60] == 1).all() and (mixed[2, :, 60:] == 0).all()
+
+
+def test_register_mix_partners_come_from_the_same_piece():
+    lengths = torch.tensor([5, 3, 7])  # three pieces: frames 0-4, 5-7, 8-14
+    piece_length = torch.repeat_interleave(lengths, lengths)
+    piece_start = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    order = torch.arange(15).repeat(200)
+    u = np.random.default_rng(0).random((len(order), 3), dtype=np.float32)
+    partners, splits = register_mix_draws(u, order, piece_start, piece_length, share=0.25, n_keys=88)
+    assert (piece_start[partners] == piece_start[order]).all()
+    assert set(partners[order == 9].tolist()) == set(range(8, 15))  # every frame of its piece, in time
+    mixed = splits > 0
+    assert 0.2 < mixed.float().mean() < 0.3
+    assert splits[mixed].min() >= 22 and splits[mixed].max() < 66
+
+
+@pytest.mark.parametrize("bad", ["-0.1", "1.5"])
+def test_register_mix_must_be_a_share(tiny_corpus, tmp_path, bad):
+    with pytest.raises(ConfigError, match="register_mix"):
+        _config(tiny_corpus, tmp_path / "run", f"--train.register_mix={bad}")
 
 
 def test_an_existing_run_is_never_overwritten(tiny_corpus, tmp_path):
