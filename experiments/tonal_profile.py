@@ -126,18 +126,18 @@ def main() -> None:
         local = np.median([s for n in pieces for s in segment_consistency(n)])
         bass = bass_profile(pieces).sum()
         own = np.median([overlap(profile([n]), p) for n in pieces])
-        print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in p)
+        print(f"{label[-23:]:24}" + " ".join(f"{x:5.3f}" for x in p)
               + f"  {overlap(p, ref_profile):7.3f}  {own:.3f}  {whole:.3f} / {local:.3f}  {bass:10.3f}  "
               + " ".join(f"{q:.3f}" for q in quarter_overlaps(pieces, ref_profile)))
     print(f"{'notes below G3':24}" + " ".join(f"{n:>5}" for n in NAMES) + "  (shares of all notes)")
     for label, pieces in rows:
-        print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in bass_profile(pieces)))
+        print(f"{label[-23:]:24}" + " ".join(f"{x:5.3f}" for x in bass_profile(pieces)))
     print(f"{'notes below G3, by eighth':24}  (share of the notes starting in each eighth of a piece)")
     for label, pieces in rows:
-        print(f"{label[-24:]:24}" + " ".join(f"{x:5.3f}" for x in bass_by_eighth(pieces)))
+        print(f"{label[-23:]:24}" + " ".join(f"{x:5.3f}" for x in bass_by_eighth(pieces)))
     for label, pieces in rows:
         shares = key_shares(pieces)
-        print(f"{label[-24:]:24}keys: " + " ".join(f"{KEY_NAMES[k]} {shares[k]:.2f}" for k in np.argsort(-shares)[:6]))
+        print(f"{label[-23:]:24}keys: " + " ".join(f"{KEY_NAMES[k]} {shares[k]:.2f}" for k in np.argsort(-shares)[:6]))
 
     if args.checkpoint_dir:
         model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
