@@ -51,7 +51,8 @@ class TokenDataConfig(DataConfig):
     key_dropout: float = 0.0
     # Put one silent frame before every training piece, so that the context generation starts
     # from (the codes of a silent frame, which no Goldberg piece contains) is one the model has
-    # learnt to continue, with a piece's opening.
+    # learnt to continue, with a piece's opening. It gives samples the bass of a real opening,
+    # but not a better pitch-class profile (README, "What the figures say"), hence off.
     silent_lead_in: bool = False
 
     def __post_init__(self):
