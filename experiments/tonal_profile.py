@@ -6,8 +6,8 @@ pieces' (the reference of `python -m bachsformer.evaluate samples`), its overlap
 all pieces share lowers it), the median overlap of each piece with its own folder's profile
 (variety from piece to piece lowers that), the median scale consistency of whole pieces and of
 12-beat segments, the share of notes below G3 (the bass), their pitch classes and their share in
-each eighth of a piece, the median overlap of each quarter of a piece, and the keys its 8-beat segments are in (the best of the 12
-major and 12 harmonic-minor scales). If segments scored as well as real music while whole pieces
+each eighth of a piece, the median overlap of each quarter of a piece, and the keys its 8-beat
+segments are in (the best of the 12 major and 12 harmonic-minor scales). If segments scored as well as real music while whole pieces
 did not, the generator would be drifting from key to key; if segments fall short too, the wrong
 notes are local. With `--checkpoint-dir` it also generates `--num-samples` pieces at each offset
 added to the VAE's decision threshold (in logits; higher decodes fewer, surer notes) and prints
