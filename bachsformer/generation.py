@@ -14,7 +14,7 @@ import numpy as np
 import pretty_midi
 import torch
 
-from ludovico_vae.frames import Piece, meter_per_frame, shift_keys
+from ludovico_vae.frames import SOUNDING, Piece, meter_per_frame, shift_keys
 from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, score_to_midi
 
 from .runtime import resolve_device
@@ -177,8 +177,7 @@ class Bachsformer:
         out = self.transformer.generate(prompt_tokens, n_new * self.indices_per_frame, temperature=temperature,
                                         top_k=top_k, top_p=top_p, generator=generator, extras=extras, **guidance)
         new_tokens = out[:, prompt_tokens.shape[1]:]  # (num_samples, n_new * 16)
-        decoded = self._decode(new_tokens.reshape(-1, self.indices_per_frame))
-        decoded = decoded.reshape(num_samples, n_new, *self.grid.frame_shape)
+        decoded = self._decode(new_tokens.reshape(num_samples, n_new, self.indices_per_frame), context)
 
         results = []
         for i in range(num_samples):
@@ -191,18 +190,17 @@ class Bachsformer:
             results.append(Generated(midi, frames, new_tokens[i].cpu().numpy(), n_prompt, plan_names[i]))
         return results
 
-    @torch.no_grad()
-    def _decode(self, indices: torch.Tensor) -> np.ndarray:
-        """Codes (N, 16) -> frames (N, 2, 88, T) uint8, a chunk at a time.
+    def _decode(self, indices: torch.Tensor, context: np.ndarray | None) -> np.ndarray:
+        """Codes (S, N, 16) -> frames (S, N, 2, 88, T) uint8, each piece decoded note by note.
 
-        The decoder's float activations for a chunk are freed before the next, so memory grows
-        only by the 4 KB of each uint8 frame kept, however long the piece.
+        A note the prompt holds at its end may go on into the continuation. The decoder runs
+        DECODE_CHUNK frames at a time, so memory grows only by the output, however long the piece.
         """
-        frames = np.empty((len(indices), *self.grid.frame_shape), dtype=np.uint8)
-        for start in range(0, len(indices), DECODE_CHUNK):
-            chunk = self.vae.decode_indices(indices[start:start + DECODE_CHUNK], binary=True)
-            frames[start:start + len(chunk)] = chunk.to("cpu", torch.uint8).numpy()
-        return frames
+        carry = None
+        if context is not None:
+            held = context[-1, SOUNDING, :, -1].astype(bool)  # (88,) keys sounding at the seam
+            carry = np.broadcast_to(held, (len(indices), len(held)))
+        return self.vae.decode_pieces(indices, carry=carry, chunk=DECODE_CHUNK)
 
     def _prompt_context(self, prompt: Piece, prompt_bars: int | None) -> tuple:
         """The prompt's last bars as frames, with the meter, tempo and lead-in that place them."""

@@ -11,20 +11,32 @@ from .metrics import cell_f1, note_f1
 
 
 @torch.no_grad()
-def reconstruct(model: VQVAE, frames: np.ndarray, device, batch_size: int = 1024) -> tuple:
-    """Frames `(N, 2, 88, T)` -> (binary reconstruction `(N, 2, 88, T)` uint8, indices `(N, 16)`)."""
+def encode(model: VQVAE, frames: np.ndarray, device, batch_size: int = 1024) -> np.ndarray:
+    """Frames `(N, 2, 88, T)` -> indices `(N, 16)`, a batch at a time."""
     was_training = model.training
     model.eval()
-    recon, indices = [], []
+    indices = []
     for i in range(0, len(frames), batch_size):
         x = torch.from_numpy(frames[i:i + batch_size]).to(device=device, dtype=torch.float32)
-        idx = model.encode_indices(x)
-        recon.append(model.decode_indices(idx, binary=True).to("cpu", torch.uint8).numpy())
-        indices.append(idx.cpu().numpy())
+        indices.append(model.encode_indices(x).cpu().numpy())
     model.train(was_training)
-    if not recon:
-        return np.zeros_like(frames), np.zeros((0, model.config.n_indices), dtype=np.int64)
-    return np.concatenate(recon), np.concatenate(indices)
+    return np.concatenate(indices) if indices else np.zeros((0, model.config.n_indices), dtype=np.int64)
+
+
+@torch.no_grad()
+def reconstruct(model: VQVAE, frames: np.ndarray, device, batch_size: int = 1024) -> tuple:
+    """Frames `(N, 2, 88, T)` of one piece -> (binary reconstruction `(N, 2, 88, T)` uint8, indices `(N, 16)`).
+
+    The piece is rebuilt as `generate.py` writes one: decoded note by note (`VQVAE.decode_pieces`).
+    """
+    indices = encode(model, frames, device, batch_size)
+    if not len(indices):
+        return np.zeros_like(frames), indices
+    was_training = model.training
+    model.eval()
+    recon = model.decode_pieces(torch.from_numpy(indices).to(device)[None], chunk=batch_size)[0]
+    model.train(was_training)
+    return recon, indices
 
 
 def codebook_stats(indices: np.ndarray, codebook_size: int) -> dict:

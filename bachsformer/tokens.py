@@ -18,7 +18,7 @@ from ludovico_vae.frames import Piece, shift_keys
 from ludovico_vae.midi import LOWEST_PITCH
 
 from .music_stats import PITCH_CLASSES, SCALES
-from .reconstruction import reconstruct
+from .reconstruction import encode
 
 TOKEN_CACHE_FORMAT = 2  # 2: local keys stored beside the tokens
 FRAME_INDEX, BEAT_SLOT, KEY, PROGRESS, LOCAL_KEY = 0, 1, 2, 3, 4  # the extra per-token inputs of the transformer
@@ -102,7 +102,7 @@ def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray, trans
 
 def encode_piece(model, piece: Piece, device, n_slots: int, transpose: int = 0) -> TokenPiece:
     frames = shift_keys(piece.frames, transpose) if transpose else piece.frames
-    _, indices = reconstruct(model, frames, device)
+    indices = encode(model, frames, device)
     _, _, beat_in_bar = piece.meter_per_frame()
     return TokenPiece(piece.name, indices.astype(np.int64), beat_slots(beat_in_bar, n_slots), transpose,
                       local_keys(frames))

@@ -21,10 +21,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .decoding import NoteDecoder
 from .quantizer import RESTARTS, VectorQuantizer
 
 
@@ -55,6 +57,10 @@ class VQVAEConfig:
     # which encoder output a dead code restarts at: "uniform" at random, "error" in proportion
     # to its squared distance from its code (ludovico_vae.quantizer)
     dead_code_restart: str = "uniform"
+    # compare encoder outputs and codes by angle: both are put on the unit sphere before the
+    # lookup (Yu et al. 2022, "Vector-quantized image modeling with improved VQGAN"), a known
+    # cure for unused codes; measured in README, "Codebook size"
+    normalize_codes: bool = False
     # BCE weight of "on" cells, one per channel or one for all. Onsets are the sparser channel
     # (0.29% of Goldberg cells against 2.7% sounding), so they get the larger weight.
     pos_weight: float | tuple[float, ...] = (4.0, 2.0)
@@ -64,6 +70,10 @@ class VQVAEConfig:
     # quantizer, so the 16 indices share out the frame's content wherever it lies; "patch": each
     # index sees and draws its own patch of the frame and nothing else.
     mix: str = "local"
+    # nats a decoded note pays on top of what its cells say: pieces are decoded note by note
+    # (ludovico_vae.decoding), which rebuilds more notes than deciding each cell on its own;
+    # null decides each cell on its own, as `decode_indices(binary=True)` does
+    note_cost: float | None = 2.0
 
     def __post_init__(self):
         for name in ("channels", "n_keys", "steps", "latent_keys", "latent_steps", "codebook_size",
@@ -88,9 +98,13 @@ class VQVAEConfig:
         for name in ("ema_decay", "commitment_weight", "dead_code_threshold", "focal_gamma"):
             if not _is_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
+        if type(self.normalize_codes) is not bool:
+            raise ValueError(f"normalize_codes must be true or false, got {self.normalize_codes!r}")
         if self.dead_code_restart not in RESTARTS:
             raise ValueError(f"dead_code_restart must be one of {', '.join(RESTARTS)}, "
                              f"got {self.dead_code_restart!r}")
+        if self.note_cost is not None and not (_is_number(self.note_cost) and self.note_cost >= 0):
+            raise ValueError(f"note_cost must be a non-negative number or null, got {self.note_cost!r}")
         if self.mix not in MIXES:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if self.codebook_size < 2:
@@ -278,7 +292,8 @@ class VQVAE(nn.Module):
         self.quantizer = VectorQuantizer(cfg.codebook_size, cfg.code_dim, decay=cfg.ema_decay,
                                          commitment_weight=cfg.commitment_weight,
                                          dead_code_threshold=cfg.dead_code_threshold,
-                                         restart=cfg.dead_code_restart)
+                                         restart=cfg.dead_code_restart,
+                                         normalize=cfg.normalize_codes)
         self.decoder = Decoder(cfg)
         self.register_buffer("pos_weight", torch.tensor(cfg.pos_weight).view(-1, 1, 1), persistent=False)
         # The weighted loss trains logits towards log(w * p / (1 - p)), so a cell is on at
@@ -346,6 +361,45 @@ class VQVAE(nn.Module):
         q = self.quantizer.decode_indices(self._to_grid(indices))  # (B, 8, 2, D)
         logits = self.decoder(q.permute(0, 3, 1, 2))
         return (logits > self.threshold).float() if binary else logits
+
+    @torch.no_grad()
+    def decode_pieces(self, indices: torch.Tensor, carry: np.ndarray | None = None,
+                      chunk: int = 64) -> np.ndarray:
+        """indices (S, N, 16), S pieces of N frames -> {0, 1} frames (S, N, C, 88, T) uint8.
+
+        With `config.note_cost` set (and both channels), each key is decoded note by note across
+        the frames of its piece (ludovico_vae.decoding); otherwise each cell on its own, as
+        `decode_indices(binary=True)`. `carry` (S, 88) bool: keys whose note may go on from before
+        the first frame, as a prompt's held notes do. The decoder runs `chunk` frames of every
+        piece at a time, so memory grows by the output and two bits a cell, however long the piece.
+        """
+        cfg = self.config
+        if indices.dim() != 3:
+            raise ValueError(f"indices must have shape (S, N, {cfg.n_indices}), got {tuple(indices.shape)}")
+        n_pieces, n_frames = indices.shape[:2]
+        out = np.empty((n_pieces, n_frames, cfg.channels, cfg.n_keys, cfg.steps), dtype=np.uint8)
+        by_note = cfg.note_cost is not None and cfg.channels == 2
+        if by_note:
+            carry = None if carry is None else np.asarray(carry, dtype=bool).reshape(-1)
+            decoder = NoteDecoder(n_pieces * cfg.n_keys, cfg.note_cost, carry)
+        for start in range(0, n_frames, chunk):
+            part = indices[:, start:start + chunk]
+            n = part.shape[1]
+            logits = self.decode_indices(part.reshape(-1, cfg.n_indices))
+            if not by_note:
+                cells = (logits > self.threshold).to("cpu", torch.uint8)
+                out[:, start:start + n] = cells.reshape(n_pieces, n, *cells.shape[1:]).numpy()
+                continue
+            # (S*n, C, K, T) -> time first, then piece and key: (n*T, C, S*K)
+            log_odds = (logits - self.threshold).reshape(n_pieces, n, cfg.channels, cfg.n_keys, cfg.steps)
+            log_odds = log_odds.permute(1, 4, 2, 0, 3).reshape(n * cfg.steps, cfg.channels, -1)
+            log_odds = log_odds.to("cpu", torch.float32).numpy()
+            decoder.push(log_odds[:, 0], log_odds[:, 1])
+        if by_note:
+            for channel, cells in enumerate(decoder.finish()):  # onset, then sounding: (N*T, S*K)
+                cells = cells.reshape(n_frames, cfg.steps, n_pieces, cfg.n_keys)
+                out[:, :, channel] = cells.transpose(2, 0, 3, 1)
+        return out
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

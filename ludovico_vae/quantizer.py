@@ -41,7 +41,7 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, codebook_size: int, code_dim: int, decay: float = 0.99,
                  commitment_weight: float = 0.25, dead_code_threshold: float = 1.0,
-                 restart: str = "uniform", eps: float = 1e-5):
+                 restart: str = "uniform", normalize: bool = False, eps: float = 1e-5):
         super().__init__()
         if restart not in RESTARTS:
             raise ValueError(f"restart must be one of {', '.join(RESTARTS)}, got {restart!r}")
@@ -51,8 +51,11 @@ class VectorQuantizer(nn.Module):
         self.commitment_weight = commitment_weight
         self.dead_code_threshold = dead_code_threshold
         self.restart = restart
+        self.normalize = normalize
         self.eps = eps
         codebook = torch.randn(codebook_size, code_dim)
+        if normalize:
+            codebook = F.normalize(codebook, dim=1)
         self.register_buffer("codebook", codebook)
         # cluster_size starts at 1 so that, with the default threshold, codes no vector of the
         # first batch chose are restarted from that batch: a data-dependent initialisation.
@@ -61,7 +64,12 @@ class VectorQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"codebook_size={self.codebook_size}, code_dim={self.code_dim}, decay={self.decay}, "
-                f"dead_code_threshold={self.dead_code_threshold}, restart={self.restart}")
+                f"dead_code_threshold={self.dead_code_threshold}, restart={self.restart}, "
+                f"normalize={self.normalize}")
+
+    def _unit(self, z: torch.Tensor) -> torch.Tensor:
+        """`z` on the unit sphere when codes are compared by angle, else `z` itself."""
+        return F.normalize(z, dim=-1) if self.normalize else z
 
     def encode_indices(self, z: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for each vector: `(..., D) -> (...)` long."""
@@ -69,7 +77,7 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"vectors must have {self.code_dim} components, got shape {tuple(z.shape)}")
         # fp32 even under autocast: half-precision distances would pick wrong codes
         with torch.autocast(z.device.type, enabled=False):
-            flat = z.reshape(-1, self.code_dim).float()  # (N, D)
+            flat = self._unit(z.reshape(-1, self.code_dim).float())  # (N, D)
             # squared distance without the ||z||^2 term, which is the same for every code
             scores = self.codebook.pow(2).sum(1) - 2.0 * flat @ self.codebook.t()  # (N, K)
         return scores.argmin(1).view(z.shape[:-1])
@@ -87,6 +95,8 @@ class VectorQuantizer(nn.Module):
         The codebook is read before the EMA step, so in eval mode the output is exactly
         `decode_indices(encode_indices(z))`.
         """
+        if self.normalize:
+            z = F.normalize(z.float(), dim=-1).to(z.dtype)
         indices = self.encode_indices(z)
         quantized = F.embedding(indices, self.codebook).to(z.dtype)  # argmin needs no range check
         commitment = F.mse_loss(z.float(), quantized.detach().float())
@@ -119,7 +129,7 @@ class VectorQuantizer(nn.Module):
         # Laplace smoothing keeps a code with (almost) no members from dividing by zero
         n = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n
-        self.codebook.copy_(self.embed_sum / smoothed.unsqueeze(1))
+        self.codebook.copy_(self._unit(self.embed_sum / smoothed.unsqueeze(1)))
         if self.dead_code_threshold > 0:
             self._restart_dead_codes(flat, indices)
 

@@ -35,6 +35,7 @@ CONFIGS = {
     "odd keys, 4x3 grid, 8 codes": dict(TINY, n_keys=87, latent_keys=4, latent_steps=3, patch=(2, 2),
                                         codebook_size=8),
     "global mix": dict(TINY, mix="global"),
+    "codes on the unit sphere": dict(TINY, normalize_codes=True),
     "patch mix": dict(TINY, mix="patch"),
     "patch mix, odd keys, 4x3 grid": dict(TINY, mix="patch", n_keys=87, latent_keys=4, latent_steps=3,
                                           patch=(2, 2)),
@@ -230,6 +231,20 @@ def test_dead_codes_are_restarted_from_the_batch(threshold):
         assert out["codes_used"] == 4
 
 
+def test_normalized_codes_match_by_angle_and_stay_on_the_sphere():
+    torch.manual_seed(0)
+    directions = torch.nn.functional.normalize(torch.randn(4, 3), dim=1)
+    vq = quantizer_with(directions, normalize=True, decay=0.5).train()
+    lengths = torch.tensor([0.1, 1.0, 10.0, 100.0]).repeat_interleave(16).unsqueeze(1)
+    z = directions.repeat(16, 1) * lengths + 0.01 * torch.randn(64, 3)
+    out = vq(z)
+    # only a vector's direction matters: lengths from 0.1 to 100 find the code they point at
+    assert torch.equal(out["indices"], torch.arange(4).repeat(16))
+    assert torch.allclose(out["quantized"].norm(dim=1), torch.ones(64))
+    assert torch.allclose(vq.decode_indices(torch.arange(4)).norm(dim=1), torch.ones(4)), "EMA step"
+    assert out["loss"] < 0.25 * 0.01, "the commitment loss compares unit vectors"
+
+
 @pytest.mark.parametrize("restart", ["uniform", "error"])
 def test_restart_picks_distinct_vectors(restart):
     vq = quantizer_with(torch.full((8, 2), 1e3), dead_code_threshold=1.0, decay=0.01, restart=restart).train()
@@ -318,6 +333,9 @@ def test_forward_rejects_wrong_frame_shape():
     (dict(pos_weight=0.0), "pos_weight"),
     (dict(mix="everywhere"), "mix"),
     (dict(dead_code_restart="farthest"), "dead_code_restart"),
+    (dict(normalize_codes="yes"), "normalize_codes"),
+    (dict(note_cost=-1.0), "note_cost"),
+    (dict(note_cost="2"), "note_cost"),
 ])
 def test_config_validation_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
