@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -50,6 +51,8 @@ def reconstruct_file(model, grid, path, device, out_path=None) -> tuple:
 def run_reconstruct(args) -> int:
     device = resolve_device(args.device)
     model, grid, state = load_vae(args.vae, device)
+    if args.note_cost != "model":
+        model.config = dataclasses.replace(model.config, note_cost=args.note_cost)
     files, root = midi_files(args.path)
     out_dir = Path(args.out) if args.out else None
     if out_dir:
@@ -248,6 +251,18 @@ def run_samples(args) -> int:
     return 0
 
 
+def _note_cost(text: str):
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number or 'none', got {text!r}")
+    return value
+
+
 def build_parser() -> CommandParser:
     parser = CommandParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -260,6 +275,8 @@ def build_parser() -> CommandParser:
     rec.add_argument("--force", action="store_true", help="overwrite files in OUTDIR and the --json FILE")
     rec.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     rec.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    rec.add_argument("--note-cost", type=_note_cost, default="model", metavar="NATS",
+                     help="what a decoded note costs (default: the checkpoint's); 'none' decides each cell on its own")
     rec.set_defaults(run=run_reconstruct)
 
     lik = commands.add_parser("likelihood", help="transformer bits per token per piece")

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from bachsformer.evaluate import main as evaluate_main
 from ludovico_vae.decoding import HELD, SILENT, STRUCK, NoteDecoder, decode_notes
 from ludovico_vae.frames import frames_to_roll, roll_to_notes
 from ludovico_vae.model import VQVAE, VQVAEConfig
@@ -132,3 +135,28 @@ def test_decode_pieces_decodes_each_piece_across_its_frames():
         assert np.array_equal(frames_to_roll(alone), np.stack([onset.T, sounding.T]).astype(np.uint8))
     onset, sounding = together[:, :, 0].astype(bool), together[:, :, 1].astype(bool)
     assert not (onset & ~sounding).any(), "an onset cell always sounds"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_note_decoding_rebuilds_more_of_a_held_out_piece(goldberg_dir, tmp_path):
+    """What `note_cost` is for, on the bundled VQ-VAE and a variation it never trained on."""
+    vae = ROOT / "checkpoints" / "vae.pt"
+    if not vae.exists():
+        pytest.skip(f"no bundled VQ-VAE at {vae}")
+    scores = {}
+    for cost in ("none", "2"):
+        out = tmp_path / f"{cost}.json"
+        assert evaluate_main(["reconstruct", "--vae", str(vae), str(goldberg_dir / "988-v10.mid"),
+                              "--note-cost", cost, "--json", str(out)]) == 0
+        scores[cost] = json.loads(out.read_text())["summary"]
+    assert scores["2"]["note_f1"] > scores["none"]["note_f1"] + 0.03
+    assert scores["2"]["codes_used"] == scores["none"]["codes_used"], "the codes are the same"
+
+
+@pytest.mark.parametrize("value", ["-1", "cheap", "nan"])
+def test_a_bad_note_cost_is_refused(value, capsys):
+    assert evaluate_main(["reconstruct", "--vae", "x.pt", ".", "--note-cost", value]) == 2
+    err = capsys.readouterr().err
+    assert "--note-cost" in err and len(err.strip().splitlines()) == 1
