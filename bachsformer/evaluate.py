@@ -51,7 +51,7 @@ def reconstruct_file(model, grid, path, device, out_path=None) -> tuple:
 def run_reconstruct(args) -> int:
     device = resolve_device(args.device)
     model, grid, state = load_vae(args.vae, device)
-    if args.note_cost != "model":
+    if args.note_cost is not FROM_CHECKPOINT:
         model.config = dataclasses.replace(model.config, note_cost=args.note_cost)
     files, root = midi_files(args.path)
     out_dir = Path(args.out) if args.out else None
@@ -251,6 +251,9 @@ def run_samples(args) -> int:
     return 0
 
 
+FROM_CHECKPOINT = object()  # --note-cost not given: the checkpoint's own
+
+
 def _note_cost(text: str):
     if text.lower() == "none":
         return None
@@ -275,7 +278,7 @@ def build_parser() -> CommandParser:
     rec.add_argument("--force", action="store_true", help="overwrite files in OUTDIR and the --json FILE")
     rec.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     rec.add_argument("--json", metavar="FILE", help="also write the table as JSON")
-    rec.add_argument("--note-cost", type=_note_cost, default="model", metavar="NATS",
+    rec.add_argument("--note-cost", type=_note_cost, default=FROM_CHECKPOINT, metavar="NATS",
                      help="what a decoded note costs (default: the checkpoint's); 'none' decides each cell on its own")
     rec.set_defaults(run=run_reconstruct)
 

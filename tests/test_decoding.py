@@ -146,12 +146,14 @@ def test_note_decoding_rebuilds_more_of_a_held_out_piece(goldberg_dir, tmp_path)
     if not vae.exists():
         pytest.skip(f"no bundled VQ-VAE at {vae}")
     scores = {}
-    for cost in ("none", "2"):
+    for cost in ("none", "2", "default"):
         out = tmp_path / f"{cost}.json"
+        option = [] if cost == "default" else ["--note-cost", cost]
         assert evaluate_main(["reconstruct", "--vae", str(vae), str(goldberg_dir / "988-v10.mid"),
-                              "--note-cost", cost, "--json", str(out)]) == 0
+                              *option, "--json", str(out)]) == 0
         scores[cost] = json.loads(out.read_text())["summary"]
     assert scores["2"]["note_f1"] > scores["none"]["note_f1"] + 0.03
+    assert scores["default"] == scores["2"], "the checkpoint's own cost is the config default"
     assert scores["2"]["codes_used"] == scores["none"]["codes_used"], "the codes are the same"
 
 
