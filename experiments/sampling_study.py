@@ -16,8 +16,10 @@ generate.py's, and without key guidance.
     python experiments/sampling_study.py top_p:0.9:1 --bars 64
     python experiments/sampling_study.py top_p:0.9:1 --ensemble runs/other:1   # settings first
     python experiments/sampling_study.py top_p:1:1 --key-guidance 0.5 --key-contrasts 1 2 -1 -2
+    python experiments/sampling_study.py top_p:1:1 --note-cost none   # the same codes, cell by cell
 """
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -108,6 +110,8 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--key-guidance", type=float, help="default: generation.DEFAULT_KEY_GUIDANCE")
     parser.add_argument("--key-contrasts", type=int, nargs="+", help="semitones (default: generation.KEY_CONTRASTS)")
+    parser.add_argument("--note-cost", help="decode the VAE's logits with this note cost, or 'none' for cell by "
+                                            "cell (default: the checkpoint's own)")
     args = parser.parse_args()
     if args.key_contrasts:
         generation.KEY_CONTRASTS = tuple(args.key_contrasts)
@@ -115,6 +119,9 @@ def main() -> None:
     reference = {p.stem: read_midi(p).notes for p in find_midi_files(Path(args.reference))
                  if p.stem not in DEFAULT_HELD_OUT}
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
+    if args.note_cost is not None:
+        cost = None if args.note_cost.lower() == "none" else float(args.note_cost)
+        model.vae.config = dataclasses.replace(model.vae.config, note_cost=cost)
     others = args.ensemble or args.contrast
     if others:  # the combined sampler draws from its own mixture, without key guidance
         args.key_guidance = 0.0
