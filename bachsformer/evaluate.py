@@ -254,7 +254,8 @@ def run_samples(args) -> int:
 FROM_CHECKPOINT = object()  # --note-cost not given: the checkpoint's own
 
 
-def _note_cost(text: str):
+def parse_note_cost(text: str):
+    """--note-cost: nats, or 'none' (None) for deciding each cell on its own."""
     if text.lower() == "none":
         return None
     try:
@@ -278,7 +279,7 @@ def build_parser() -> CommandParser:
     rec.add_argument("--force", action="store_true", help="overwrite files in OUTDIR and the --json FILE")
     rec.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     rec.add_argument("--json", metavar="FILE", help="also write the table as JSON")
-    rec.add_argument("--note-cost", type=_note_cost, default=FROM_CHECKPOINT, metavar="NATS",
+    rec.add_argument("--note-cost", type=parse_note_cost, default=FROM_CHECKPOINT, metavar="NATS",
                      help="what a decoded note costs (default: the checkpoint's); 'none' decides each cell on its own")
     rec.set_defaults(run=run_reconstruct)
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import mingpt.model as gpt
 from bachsformer import generation
-from bachsformer.evaluate import DEFAULT_HELD_OUT
+from bachsformer.evaluate import DEFAULT_HELD_OUT, FROM_CHECKPOINT, parse_note_cost
 from bachsformer.generation import Bachsformer
 from bachsformer.music_stats import compare
 from ludovico_vae.dataset import find_midi_files
@@ -110,8 +110,9 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--key-guidance", type=float, help="default: generation.DEFAULT_KEY_GUIDANCE")
     parser.add_argument("--key-contrasts", type=int, nargs="+", help="semitones (default: generation.KEY_CONTRASTS)")
-    parser.add_argument("--note-cost", help="decode the VAE's logits with this note cost, or 'none' for cell by "
-                                            "cell (default: the checkpoint's own)")
+    parser.add_argument("--note-cost", type=parse_note_cost, default=FROM_CHECKPOINT,
+                        help="decode the VAE's logits with this note cost, or 'none' for cell by cell "
+                             "(default: the checkpoint's own)")
     args = parser.parse_args()
     if args.key_contrasts:
         generation.KEY_CONTRASTS = tuple(args.key_contrasts)
@@ -119,9 +120,8 @@ def main() -> None:
     reference = {p.stem: read_midi(p).notes for p in find_midi_files(Path(args.reference))
                  if p.stem not in DEFAULT_HELD_OUT}
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
-    if args.note_cost is not None:
-        cost = None if args.note_cost.lower() == "none" else float(args.note_cost)
-        model.vae.config = dataclasses.replace(model.vae.config, note_cost=cost)
+    if args.note_cost is not FROM_CHECKPOINT:
+        model.vae.config = dataclasses.replace(model.vae.config, note_cost=args.note_cost)
     others = args.ensemble or args.contrast
     if others:  # the combined sampler draws from its own mixture, without key guidance
         args.key_guidance = 0.0
