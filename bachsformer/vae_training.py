@@ -55,6 +55,10 @@ class VAETrainConfig(TrainerConfig):
     # in one key that never sounded together, for a model that meets new combinations held out.
     # On the Goldberg corpus it rebuilt no more held-out notes (README, "Codebook size"), hence off.
     register_mix: float = 0.0
+    # Share of training frames read a random 1 to T-1 cells late, their end taken from the next
+    # frame of the piece: notes struck off the beat grid of the corpus, such as triplets in a
+    # corpus of sixteenths (Variation 26's 18/16 against 3/4).
+    time_shift: float = 0.0
     monitor_pieces: int = 3  # training pieces also scored at each evaluation, to show overfitting
     seed: int = 0
     device: str = "auto"
@@ -64,8 +68,9 @@ class VAETrainConfig(TrainerConfig):
     def __post_init__(self):
         super().__post_init__()
         self.require(at_least_one=("epochs", "batch_size", "eval_every"), non_negative=("transpose", "monitor_pieces", "threads"))
-        if not 0 <= self.register_mix <= 1:
-            raise ValueError(f"register_mix must lie in [0, 1], got {self.register_mix}")
+        for name in ("register_mix", "time_shift"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
 
 SECTIONS = {"grid": FrameGrid, "model": VQVAEConfig, "data": DataConfig, "train": VAETrainConfig}
@@ -117,6 +122,22 @@ def register_mix_draws(u: np.ndarray, order: torch.Tensor, piece_start: torch.Te
     partners = start + torch.clamp((u[:, 0] * length).long(), max=length - 1)
     splits = n_keys // 4 + (u[:, 1] * (n_keys // 2)).long()
     return partners.to(order.device), torch.where(u[:, 2] < share, splits, 0).to(order.device)
+
+
+def shift_in_time(frames: torch.Tensor, following: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Each frame `(B, C, K, T)` read `offsets (B,)` cells late, its last cells from `following`."""
+    steps = frames.shape[3]
+    joined = torch.cat([frames, following], dim=3)  # (B, C, K, 2T)
+    index = torch.arange(steps, device=frames.device)[None, :] + offsets[:, None]  # (B, T)
+    return torch.gather(joined, 3, index[:, None, None, :].expand_as(frames))
+
+
+def time_shift_draws(u: np.ndarray, share: float, steps: int) -> torch.Tensor:
+    """Offsets in cells from two uniform draws a frame `u (B, 2)`: 1 to steps - 1 for a share of
+    the frames, 0 for the rest."""
+    u = torch.from_numpy(u)
+    offsets = 1 + (u[:, 1] * (steps - 1)).long()
+    return torch.where(u[:, 0] < share, offsets, 0)
 
 
 def split_pieces(pieces: list, held_out) -> tuple:
@@ -191,6 +212,9 @@ def _train_vae(config: dict, world: World, resume: bool, log, progress: bool, on
     lengths = torch.tensor([len(p.frames) for p in train_pieces])
     piece_length = torch.repeat_interleave(lengths, lengths)  # of each frame's piece, and where it starts
     piece_start = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    # the frame after each one in its piece; the last frame of a piece is followed by silence
+    is_last = torch.arange(len(frames)) == piece_start + piece_length - 1
+    following = torch.where(is_last, -1, torch.arange(len(frames)) + 1).to(device)
     steps_per_epoch = math.ceil(len(frames) / train.batch_size)
     # each epoch's seeded permutation of the frames, dealt out: rank r takes positions r, r + size, ...
     sampler = DistributedSampler(range(len(frames)), world.size, world.rank, seed=train.seed * 1_000_003)
@@ -241,9 +265,16 @@ def _train_vae(config: dict, world: World, resume: bool, log, progress: bool, on
             u = np.random.default_rng([train.seed, epoch, 1]).random((sampler.total_size, 3), dtype=np.float32)
             partners, splits = register_mix_draws(u[world.rank::world.size], mine, piece_start, piece_length,
                                                   train.register_mix, frames.shape[2])
+        if train.time_shift:
+            u = np.random.default_rng([train.seed, epoch, 2]).random((sampler.total_size, 2), dtype=np.float32)
+            offsets = time_shift_draws(u[world.rank::world.size], train.time_shift, frames.shape[3]).to(device)
         for i in range(steps_per_epoch):
             part = slice(i * local_batch, (i + 1) * local_batch)
             batch = frames[mine[part]].float()
+            if train.time_shift:
+                after = following[mine[part]]
+                next_frames = frames[after.clamp(min=0)].float() * (after >= 0)[:, None, None, None]
+                batch = shift_in_time(batch, next_frames, offsets[part])
             if train.register_mix:
                 batch = mix_registers(batch, frames[partners[part]].float(), splits[part])
             batch = transpose_frames(batch, train.transpose, shifts[part])

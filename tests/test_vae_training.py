@@ -9,7 +9,8 @@ from bachsformer.config import ConfigError, build_config
 from bachsformer.evaluate import main as evaluate_main
 from bachsformer.runtime import CheckpointError, load_checkpoint
 from bachsformer.runtime import export_weights
-from bachsformer.vae_training import SECTIONS, load_vae, mix_registers, register_mix_draws, train_vae
+from bachsformer.vae_training import (SECTIONS, load_vae, mix_registers, register_mix_draws, shift_in_time,
+                                      time_shift_draws, train_vae)
 from conftest import TINY_VAE
 
 
@@ -38,7 +39,7 @@ def test_a_run_records_metrics_plots_and_checkpoints(tiny_corpus, tmp_path):
     assert len(state["corpus_hash"]) == 64
 
 
-@pytest.mark.parametrize("extra", [[], ["--train.register_mix=0.5"]])
+@pytest.mark.parametrize("extra", [[], ["--train.register_mix=0.5"], ["--train.time_shift=0.5"]])
 def test_resume_after_an_interruption_continues_exactly(tiny_corpus, tmp_path, extra):
     straight = tmp_path / "straight"
     train_vae(_config(tiny_corpus, straight, *extra), log=_quiet, progress=False)
@@ -86,10 +87,28 @@ def test_register_mix_partners_come_from_the_same_piece():
     assert splits[mixed].min() >= 22 and splits[mixed].max() < 66
 
 
+def test_time_shift_reads_a_frame_late_into_the_next():
+    steps = 24
+    roll = torch.rand(1, 2, 88, 3 * steps)  # three frames of one piece, as one roll
+    frames = roll.reshape(1, 2, 88, 3, steps).permute(3, 0, 1, 2, 4).reshape(3, 2, 88, steps)
+    shifted = shift_in_time(frames[:2], frames[1:], torch.tensor([0, 7]))
+    assert torch.equal(shifted[0], frames[0]), "offset 0 leaves a frame as it is"
+    assert torch.equal(shifted[1], roll[0, :, :, steps + 7:2 * steps + 7]), "the roll, 7 cells later"
+
+
+def test_time_shift_draws_offsets_within_a_frame():
+    u = np.random.default_rng(0).random((4000, 2), dtype=np.float32)
+    offsets = time_shift_draws(u, share=0.25, steps=24)
+    moved = offsets > 0
+    assert 0.2 < moved.float().mean() < 0.3
+    assert set(offsets[moved].tolist()) == set(range(1, 24))
+
+
+@pytest.mark.parametrize("option", ["register_mix", "time_shift"])
 @pytest.mark.parametrize("bad", ["-0.1", "1.5"])
-def test_register_mix_must_be_a_share(tiny_corpus, tmp_path, bad):
-    with pytest.raises(ConfigError, match="register_mix"):
-        _config(tiny_corpus, tmp_path / "run", f"--train.register_mix={bad}")
+def test_augmentation_shares_must_be_shares(tiny_corpus, tmp_path, option, bad):
+    with pytest.raises(ConfigError, match=option):
+        _config(tiny_corpus, tmp_path / "run", f"--train.{option}={bad}")
 
 
 def test_an_existing_run_is_never_overwritten(tiny_corpus, tmp_path):
