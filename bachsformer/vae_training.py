@@ -57,7 +57,8 @@ class VAETrainConfig(TrainerConfig):
     register_mix: float = 0.0
     # Share of training frames read a random 1 to T-1 cells late, their end taken from the next
     # frame of the piece: notes struck off the beat grid of the corpus, such as triplets in a
-    # corpus of sixteenths (Variation 26's 18/16 against 3/4).
+    # corpus of sixteenths (Variation 26's 18/16 against 3/4). On the Goldberg corpus it rebuilt
+    # fewer held-out notes, Variation 26's included (README, "Codebook size"), hence off.
     time_shift: float = 0.0
     monitor_pieces: int = 3  # training pieces also scored at each evaluation, to show overfitting
     seed: int = 0
