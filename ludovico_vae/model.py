@@ -62,7 +62,8 @@ class VQVAEConfig:
     # cure for unused codes; measured in README, "Codebook size"
     normalize_codes: bool = False
     # BCE weight of "on" cells, one per channel or one for all. Onsets are the sparser channel
-    # (0.29% of Goldberg cells against 2.7% sounding), so they get the larger weight.
+    # (0.29% of Goldberg cells against 2.7% sounding), so they get the larger weight. Weights of
+    # 1-4 rebuild as many held-out notes, 8 / 4 and a focal term fewer (README, "The loss").
     pos_weight: float | tuple[float, ...] = (4.0, 2.0)
     focal_gamma: float = 0.0  # > 0 multiplies each cell's BCE by (1 - p_true) ** gamma
     # "local": each index codes its own patch of the frame (a 1x1 / 3x3 convolution next to the
