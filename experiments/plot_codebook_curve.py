@@ -2,8 +2,8 @@
 
     python experiments/plot_codebook_curve.py [RUNS_DIR] [OUT_PNG]
 """
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -41,4 +41,11 @@ def main(runs=Path("runs/curve"), out=Path("docs/codebook-curve.png")):
 
 
 if __name__ == "__main__":
-    main(*map(Path, sys.argv[1:3]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="?", type=Path, default=Path("runs/curve"), help="holds k16-local.json ...")
+    parser.add_argument("out", nargs="?", type=Path, default=Path("docs/codebook-curve.png"))
+    args = parser.parse_args()
+    missing = [f"k{k}-local.json" for k in (16, 64, 256, 1024) if not (args.runs / f"k{k}-local.json").exists()]
+    if missing:
+        parser.error(f"{args.runs}: no {', '.join(missing)} (run experiments/codebook_curve.sh first)")
+    main(args.runs, args.out)
