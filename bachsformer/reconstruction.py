@@ -25,7 +25,7 @@ def encode(model: VQVAE, frames: np.ndarray, device, batch_size: int = 1024) -> 
 
 @torch.no_grad()
 def reconstruct(model: VQVAE, frames: np.ndarray, device, batch_size: int = 1024) -> tuple:
-    """Frames `(N, 2, 88, T)` of one piece -> (binary reconstruction `(N, 2, 88, T)` uint8, indices `(N, 16)`).
+    """Frames `(N, 2, 88, T)` of one piece -> (reconstruction, the same shape in uint8; indices `(N, 16)`).
 
     The piece is rebuilt as `generate.py` writes one: decoded note by note (`VQVAE.decode_pieces`).
     """

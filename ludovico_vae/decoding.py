@@ -7,11 +7,11 @@ silent, strike a note (the onset cell and the sounding cell on) or hold one (sou
 off); a note starts only where one is struck, and every note struck pays `note_cost` nats on
 top of what the cells say. This is the onset-and-frame decoding of piano transcription (Hawthorne
 et al. 2018) made exact. Measured on the bundled VQ-VAE (README, "Codebook size"): held-out note
-F1 0.613 cell by cell, 0.664 with notes costing 2 nats, the cost that rebuilds its training
+F1 0.613 cell by cell, 0.665 with notes costing 2 nats, the cost that rebuilds its training
 pieces best.
 
 The decoder runs a chunk of frames at a time, so `NoteDecoder` takes the log-odds in time order
-and keeps only two bits a cell of backpointers until `finish`.
+and keeps only two bytes a cell of backpointers (two booleans) until `finish`.
 """
 from __future__ import annotations
 
@@ -74,8 +74,9 @@ class NoteDecoder:
 
     def finish(self) -> tuple:
         """(onset, sounding) bool `(cells, rows)`: the likeliest states of every cell pushed."""
-        from_silent = np.concatenate(self.from_silent) if self.from_silent else np.zeros((0, self.n_rows), bool)
-        held_before = np.concatenate(self.held_before) if self.held_before else from_silent
+        nothing = [np.zeros((0, self.n_rows), dtype=bool)]
+        from_silent = np.concatenate(self.from_silent or nothing)
+        held_before = np.concatenate(self.held_before or nothing)
         n = len(from_silent)
         onset = np.empty((n, self.n_rows), dtype=bool)
         sounding = np.empty((n, self.n_rows), dtype=bool)

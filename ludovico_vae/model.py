@@ -372,7 +372,7 @@ class VQVAE(nn.Module):
         the frames of its piece (ludovico_vae.decoding); otherwise each cell on its own, as
         `decode_indices(binary=True)`. `carry` (S, 88) bool: keys whose note may go on from before
         the first frame, as a prompt's held notes do. The decoder runs `chunk` frames of every
-        piece at a time, so memory grows by the output and two bits a cell, however long the piece.
+        piece at a time, so memory grows by the output and two bytes a cell, however long the piece.
         """
         cfg = self.config
         if indices.dim() != 3:
