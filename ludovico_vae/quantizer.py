@@ -95,8 +95,8 @@ class VectorQuantizer(nn.Module):
         The codebook is read before the EMA step, so in eval mode the output is exactly
         `decode_indices(encode_indices(z))`.
         """
-        if self.normalize:
-            z = F.normalize(z.float(), dim=-1).to(z.dtype)
+        if self.normalize:  # in fp32, as the lookup normalises
+            z = self._unit(z.float()).to(z.dtype)
         indices = self.encode_indices(z)
         quantized = F.embedding(indices, self.codebook).to(z.dtype)  # argmin needs no range check
         commitment = F.mse_loss(z.float(), quantized.detach().float())
