@@ -44,7 +44,7 @@ def code_pitch_classes(model: Bachsformer, paths: list) -> np.ndarray:
             for k in range(cells_k):
                 keys = slice(k * keys_per_cell, min((k + 1) * keys_per_cell, n_keys))
                 for t in range(cells_t):
-                    cell = k * cells_t + t  # the row-major order of the indices
+                    cell = vae.config.index_of(k, t)
                     struck = recon[:, 0, keys, t * steps_per_cell:(t + 1) * steps_per_cell].sum(-1)  # (N, keys)
                     np.add.at(seen[cell], codes[:, cell], 1)
                     for j, key in enumerate(range(keys.start, keys.stop)):

@@ -35,6 +35,7 @@ def _is_number(x) -> bool:
 
 
 MIXES = ("local", "global", "patch")
+INDEX_ORDERS = ("band", "time")
 
 
 @dataclass
@@ -75,6 +76,10 @@ class VQVAEConfig:
     # (ludovico_vae.decoding), which rebuilds more notes than deciding each cell on its own;
     # null decides each cell on its own, as `decode_indices(binary=True)` does
     note_cost: float | None = 2.0
+    # the order of a frame's indices, which is the order the transformer writes them in: "band"
+    # gives every time step of the lowest key band, then of the next band up; "time" gives every
+    # band of the first time step, then of the next (README, "Codebook size")
+    index_order: str = "band"
 
     def __post_init__(self):
         for name in ("channels", "n_keys", "steps", "latent_keys", "latent_steps", "codebook_size",
@@ -106,6 +111,9 @@ class VQVAEConfig:
                              f"got {self.dead_code_restart!r}")
         if self.note_cost is not None and not (_is_number(self.note_cost) and self.note_cost >= 0):
             raise ValueError(f"note_cost must be a non-negative number or null, got {self.note_cost!r}")
+        if self.index_order not in INDEX_ORDERS:
+            raise ValueError(f"index_order must be one of {', '.join(INDEX_ORDERS)}, "
+                             f"got {self.index_order!r}")
         if self.mix not in MIXES:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if self.codebook_size < 2:
@@ -139,6 +147,12 @@ class VQVAEConfig:
     @property
     def n_indices(self) -> int:
         return self.latent_keys * self.latent_steps
+
+    def index_of(self, band: int, step: int) -> int:
+        """Where the code of latent cell (band, step) lies among a frame's indices."""
+        if self.index_order == "time":
+            return step * self.latent_keys + band
+        return band * self.latent_steps + step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -312,11 +326,19 @@ class VQVAE(nn.Module):
         return frames if frames.is_floating_point() else frames.float()
 
     def _to_grid(self, indices: torch.Tensor) -> torch.Tensor:
-        """(B, 16) row-major -> (B, 8, 2)"""
+        """(B, 16) in `index_order` -> (B, 8, 2)"""
         if indices.dim() != 2 or indices.shape[1] != self.config.n_indices:
             raise ValueError(f"indices must have shape (B, {self.config.n_indices}), "
                              f"got {tuple(indices.shape)}")
+        if self.config.index_order == "time":
+            return indices.reshape(-1, *reversed(self.config.latent_shape)).transpose(1, 2)
         return indices.reshape(-1, *self.config.latent_shape)
+
+    def _from_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """(B, 8, 2) -> (B, 16) in `index_order`"""
+        if self.config.index_order == "time":
+            grid = grid.transpose(1, 2)
+        return grid.flatten(1)
 
     def reconstruction_loss(self, logits: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Mean BCE over all cells, "on" cells weighted per channel, optionally focal.
@@ -347,14 +369,14 @@ class VQVAE(nn.Module):
             "vq_loss": vq["loss"],
             "perplexity": vq["perplexity"],
             "codes_used": vq["codes_used"],
-            "indices": vq["indices"].flatten(1),  # (B, 8, 2) -> (B, 16), row-major
+            "indices": self._from_grid(vq["indices"]),  # (B, 8, 2) -> (B, 16)
         }
 
     @torch.no_grad()
     def encode_indices(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, C, 88, T) -> indices (B, 16), row-major over the (8, 2) latent grid."""
+        """frames (B, C, 88, T) -> indices (B, 16), over the (8, 2) latent grid in `index_order`."""
         z = self.encoder(self._as_frames(frames))  # (B, D, 8, 2)
-        return self.quantizer.encode_indices(z.permute(0, 2, 3, 1)).flatten(1)
+        return self._from_grid(self.quantizer.encode_indices(z.permute(0, 2, 3, 1)))
 
     @torch.no_grad()
     def decode_indices(self, indices: torch.Tensor, binary: bool = False) -> torch.Tensor:

@@ -39,6 +39,8 @@ CONFIGS = {
     "patch mix": dict(TINY, mix="patch"),
     "patch mix, odd keys, 4x3 grid": dict(TINY, mix="patch", n_keys=87, latent_keys=4, latent_steps=3,
                                           patch=(2, 2)),
+    "time-major indices, 4x3 grid": dict(TINY, n_keys=87, latent_keys=4, latent_steps=3, patch=(2, 2),
+                                         index_order="time"),
 }
 
 
@@ -153,6 +155,26 @@ def test_patch_mix_codes_each_patch_on_its_own(mix, local):
     outside = torch.ones(cfg.n_keys, dtype=torch.bool)
     outside[8:20] = False  # padded keys 12-23 = keys 8-19
     assert bool(diff[outside].any()) != local
+
+
+def test_index_order_only_reorders_a_frames_indices():
+    """The same weights read with index_order "time" give the "band" indices transposed over the
+    latent grid, decode them to the same logits, and index_of says where each cell went."""
+    cfg = dict(TINY, latent_keys=4, latent_steps=3, n_keys=87, patch=(2, 2))
+    band = make_model(**cfg).eval()
+    time = VQVAE(VQVAEConfig(**cfg, index_order="time")).eval()
+    time.load_state_dict(band.state_dict())
+    frames = sparse_frames(5, band.config)
+    by_band, by_time = band.encode_indices(frames), time.encode_indices(frames)
+    assert not torch.equal(by_band, by_time)
+    assert torch.equal(by_time, by_band.view(5, 4, 3).transpose(1, 2).reshape(5, 12))
+    assert torch.equal(time(frames)["indices"], by_time)
+    assert torch.equal(time.decode_indices(by_time), band.decode_indices(by_band))
+    for k in range(4):
+        for t in range(3):
+            assert torch.equal(by_time[:, time.config.index_of(k, t)], by_band[:, band.config.index_of(k, t)])
+    with pytest.raises(ValueError, match="index_order"):
+        VQVAEConfig(index_order="diagonal")
 
 
 def test_uint8_frames_are_accepted():
