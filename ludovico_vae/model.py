@@ -316,6 +316,10 @@ class VQVAE(nn.Module):
         # rather than at 0 (p > 1 / (1 + w)) lifts held-out note F1 from 0.473 to 0.516: a
         # doubtful onset cell splits a held note in two, which costs more than a missed one.
         self.register_buffer("threshold", self.pos_weight.log(), persistent=False)
+        # where each latent cell's code goes among a frame's indices, cells taken row-major
+        keys, steps = cfg.latent_shape
+        self.register_buffer("index_positions", torch.tensor(
+            [cfg.index_of(k, t) for k in range(keys) for t in range(steps)]), persistent=False)
 
     def _as_frames(self, frames: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -330,15 +334,13 @@ class VQVAE(nn.Module):
         if indices.dim() != 2 or indices.shape[1] != self.config.n_indices:
             raise ValueError(f"indices must have shape (B, {self.config.n_indices}), "
                              f"got {tuple(indices.shape)}")
-        if self.config.index_order == "time":
-            return indices.reshape(-1, *reversed(self.config.latent_shape)).transpose(1, 2)
-        return indices.reshape(-1, *self.config.latent_shape)
+        return indices[:, self.index_positions].reshape(-1, *self.config.latent_shape)
 
     def _from_grid(self, grid: torch.Tensor) -> torch.Tensor:
         """(B, 8, 2) -> (B, 16) in `index_order`"""
-        if self.config.index_order == "time":
-            grid = grid.transpose(1, 2)
-        return grid.flatten(1)
+        indices = torch.empty_like(grid.flatten(1))
+        indices[:, self.index_positions] = grid.flatten(1)
+        return indices
 
     def reconstruction_loss(self, logits: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Mean BCE over all cells, "on" cells weighted per channel, optionally focal.
