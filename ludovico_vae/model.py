@@ -62,6 +62,10 @@ class VQVAEConfig:
     # lookup (Yu et al. 2022, "Vector-quantized image modeling with improved VQGAN"), a known
     # cure for unused codes; measured in README, "Codebook size"
     normalize_codes: bool = False
+    # weight of the codebook-usage penalty (ludovico_vae.quantizer.VectorQuantizer.usage_loss),
+    # which pushes the encoder to spread a batch over more codes; 0 turns it off
+    usage_weight: float = 0.0
+    usage_temperature: float = 0.1  # in squared distance between an encoder output and a code
     # BCE weight of "on" cells, one per channel or one for all. Onsets are the sparser channel
     # (0.29% of Goldberg cells against 2.7% sounding), so they get the larger weight. Weights of
     # 1-4 rebuild as many held-out notes, 8 / 4 and a focal term fewer (README, "The loss").
@@ -101,7 +105,8 @@ class VQVAEConfig:
             raise ValueError(f"pos_weight must be one positive number or one per channel "
                              f"({self.channels}), got {self.pos_weight!r}")
         self.pos_weight = tuple(float(w) for w in weights)
-        for name in ("ema_decay", "commitment_weight", "dead_code_threshold", "focal_gamma"):
+        for name in ("ema_decay", "commitment_weight", "dead_code_threshold", "focal_gamma", "usage_weight",
+                     "usage_temperature"):
             if not _is_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
         if type(self.normalize_codes) is not bool:
@@ -126,9 +131,11 @@ class VQVAEConfig:
                              "change patch or latent_steps)")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
-        for name in ("commitment_weight", "dead_code_threshold", "focal_gamma"):
+        for name in ("commitment_weight", "dead_code_threshold", "focal_gamma", "usage_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be non-negative, got {getattr(self, name)}")
+        if self.usage_temperature <= 0:
+            raise ValueError(f"usage_temperature must be positive, got {self.usage_temperature}")
 
     @property
     def padded_keys(self) -> int:
@@ -308,7 +315,9 @@ class VQVAE(nn.Module):
                                          commitment_weight=cfg.commitment_weight,
                                          dead_code_threshold=cfg.dead_code_threshold,
                                          restart=cfg.dead_code_restart,
-                                         normalize=cfg.normalize_codes)
+                                         normalize=cfg.normalize_codes,
+                                         usage_weight=cfg.usage_weight,
+                                         usage_temperature=cfg.usage_temperature)
         self.decoder = Decoder(cfg)
         self.register_buffer("pos_weight", torch.tensor(cfg.pos_weight).view(-1, 1, 1), persistent=False)
         # The weighted loss trains logits towards log(w * p / (1 - p)), so a cell is on at

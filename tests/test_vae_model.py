@@ -41,6 +41,7 @@ CONFIGS = {
                                           patch=(2, 2)),
     "time-major indices, 4x3 grid": dict(TINY, n_keys=87, latent_keys=4, latent_steps=3, patch=(2, 2),
                                          index_order="time"),
+    "codebook-usage penalty": dict(TINY, usage_weight=0.1),
 }
 
 
@@ -309,6 +310,35 @@ def test_perplexity_and_codes_used(n_used):
     assert torch.equal(out["quantized"], z) and out["loss"].item() == 0.0
 
 
+def test_usage_loss_falls_as_the_batch_spreads_over_the_codebook():
+    codebook = 4.0 * torch.eye(8)
+    vq = quantizer_with(codebook, usage_weight=1.0, usage_temperature=0.5)
+    one_code = vq.usage_loss(codebook[torch.zeros(48, dtype=torch.long)])
+    four_codes = vq.usage_loss(codebook[torch.arange(48) % 4])
+    all_codes = vq.usage_loss(codebook[torch.arange(48) % 8])
+    assert one_code > four_codes > all_codes
+    assert all_codes.item() == pytest.approx(0.0, abs=1e-4)
+    assert four_codes.item() == pytest.approx(1 - 2 / 3, abs=1e-3)  # entropy log 4 of log 8
+    assert one_code.item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_usage_loss_trains_the_encoder_not_the_codebook_and_only_in_training():
+    codebook = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    z = torch.zeros(16, 4)  # every vector at the origin: one code wins
+
+    def loss(train: bool, **kwargs) -> torch.Tensor:
+        vq = quantizer_with(codebook, dead_code_threshold=0.0, **kwargs).train(train)
+        return vq(z)["loss"].item()
+
+    assert loss(False, usage_weight=1.0) == loss(False)
+    assert loss(True, usage_weight=1.0) > loss(True) + 0.1
+    vq = quantizer_with(codebook, usage_weight=1.0)
+    encoded = z.clone().requires_grad_()
+    vq.train()(encoded)["loss"].backward()
+    assert encoded.grad.abs().sum() > 0
+    assert not any(b.requires_grad for b in vq.buffers()) and not list(vq.parameters())
+
+
 def test_quantizer_rejects_bad_input():
     vq = VectorQuantizer(4, 3)
     with pytest.raises(ValueError, match="components"):
@@ -358,6 +388,8 @@ def test_forward_rejects_wrong_frame_shape():
     (dict(normalize_codes="yes"), "normalize_codes"),
     (dict(note_cost=-1.0), "note_cost"),
     (dict(note_cost="2"), "note_cost"),
+    (dict(usage_weight=-0.1), "usage_weight"),
+    (dict(usage_temperature=0.0), "usage_temperature"),
 ])
 def test_config_validation_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
@@ -437,3 +469,33 @@ def test_ema_is_all_reduced_across_ranks(tmp_path):
         single(torch.cat([torch.randn(32, 4, generator=g) for g in gens]))
     for name, value in single.state_dict().items():
         torch.testing.assert_close(synced0[name], value, rtol=1e-5, atol=1e-5)
+
+
+def _usage_worker(rank: int, world: int, folder: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world)
+    try:
+        vq = quantizer_with(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), usage_weight=1.0)
+        z = torch.randn(16, 4, generator=torch.Generator().manual_seed(100 + rank)).requires_grad_()
+        loss = vq.usage_loss(z)
+        loss.backward()
+        torch.save((loss.detach(), z.grad), f"{folder}/usage{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available() or sys.platform != "linux",
+                    reason="needs torch.distributed (gloo) and fork")
+def test_usage_loss_spans_every_ranks_batch(tmp_path):
+    """Each rank's loss is the whole batch's, and DDP's mean of the ranks' gradients is one process's."""
+    world = 2
+    mp.start_processes(_usage_worker, args=(world, str(tmp_path)), nprocs=world, start_method="fork")
+    (loss0, grad0), (loss1, grad1) = (torch.load(tmp_path / f"usage{r}.pt") for r in range(world))
+    vq = quantizer_with(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), usage_weight=1.0)
+    z = torch.cat([torch.randn(16, 4, generator=torch.Generator().manual_seed(100 + r)) for r in range(world)])
+    z.requires_grad_()
+    loss = vq.usage_loss(z)
+    loss.backward()
+    torch.testing.assert_close(loss0, loss.detach())
+    torch.testing.assert_close(loss1, loss.detach())
+    torch.testing.assert_close(torch.cat([grad0, grad1]) / world, z.grad)
