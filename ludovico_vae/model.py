@@ -63,7 +63,9 @@ class VQVAEConfig:
     # cure for unused codes; measured in README, "Codebook size"
     normalize_codes: bool = False
     # weight of the codebook-usage penalty (ludovico_vae.quantizer.VectorQuantizer.usage_loss),
-    # which pushes the encoder to spread a batch over more codes; 0 turns it off
+    # which pushes the encoder to spread a batch over more codes; 0 turns it off. At 0.2: held-out
+    # note F1 0.787 and perplexity 73% against 0.761 and 62%, but the transformer's samples on
+    # those codes are less tonal (README, "The codebook-usage penalty")
     usage_weight: float = 0.0
     usage_temperature: float = 0.1  # in squared distance between an encoder output and a code
     # BCE weight of "on" cells, one per channel or one for all. Onsets are the sparser channel
