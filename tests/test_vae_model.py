@@ -431,32 +431,47 @@ def test_seeded_training_is_repeatable():
     assert torch.equal(runs[0][2], runs[1][2])
 
 
-def _distributed_worker(rank: int, world: int, folder: str) -> None:
+needs_gloo = pytest.mark.skipif(not dist.is_available() or sys.platform != "linux",
+                                reason="needs torch.distributed (gloo) and fork")
+
+
+def on_ranks(worker, folder, world: int = 2) -> list:
+    """Run `worker(rank, world, folder)` on `world` forked ranks; what each returned, in rank order.
+
+    Each rank joins a gloo process group first and leaves it afterwards; fork, as DataLoader
+    workers do, so the children need not import torch again.
+    """
+    mp.start_processes(_on_rank, args=(worker, world, str(folder)), nprocs=world, start_method="fork")
+    return [torch.load(folder / f"rank{r}.pt") for r in range(world)]
+
+
+def _on_rank(rank: int, worker, world: int, folder: str) -> None:
     torch.set_num_threads(1)  # a forked child must not reuse the parent's OpenMP pool
     dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world)
     try:
-        torch.manual_seed(0)  # same initial codebook on every rank, as DDP would broadcast
-        synced = VectorQuantizer(8, 4, decay=0.5, dead_code_threshold=0.0).train()
-        restarting = VectorQuantizer(8, 4, decay=0.5, dead_code_threshold=1.0).train()
-        restarting.codebook.fill_(1e3)  # every code dead: all are replaced at the first step
-        data = torch.Generator().manual_seed(100 + rank)  # each rank sees different data
-        for _ in range(3):
-            z = torch.randn(32, 4, generator=data)
-            synced(z)
-            restarting(z)
-        torch.save((synced.state_dict(), restarting.state_dict()), f"{folder}/rank{rank}.pt")
+        torch.save(worker(rank), f"{folder}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.skipif(not dist.is_available() or sys.platform != "linux",
-                    reason="needs torch.distributed (gloo) and fork")
+def _ema_worker(rank: int) -> tuple:
+    torch.manual_seed(0)  # same initial codebook on every rank, as DDP would broadcast
+    synced = VectorQuantizer(8, 4, decay=0.5, dead_code_threshold=0.0).train()
+    restarting = VectorQuantizer(8, 4, decay=0.5, dead_code_threshold=1.0).train()
+    restarting.codebook.fill_(1e3)  # every code dead: all are replaced at the first step
+    data = torch.Generator().manual_seed(100 + rank)  # each rank sees different data
+    for _ in range(3):
+        z = torch.randn(32, 4, generator=data)
+        synced(z)
+        restarting(z)
+    return synced.state_dict(), restarting.state_dict()
+
+
+@needs_gloo
 def test_ema_is_all_reduced_across_ranks(tmp_path):
     """Two ranks end with the codebook one process gets from both ranks' batches together."""
     world = 2
-    # fork, as DataLoader workers do, so the children need not import torch again
-    mp.start_processes(_distributed_worker, args=(world, str(tmp_path)), nprocs=world, start_method="fork")
-    (synced0, restart0), (synced1, restart1) = (torch.load(tmp_path / f"rank{r}.pt") for r in range(world))
+    (synced0, restart0), (synced1, restart1) = on_ranks(_ema_worker, tmp_path, world)
     for name in synced0:
         assert torch.equal(synced0[name], synced1[name]), name
         assert torch.equal(restart0[name], restart1[name]), name
@@ -471,30 +486,28 @@ def test_ema_is_all_reduced_across_ranks(tmp_path):
         torch.testing.assert_close(synced0[name], value, rtol=1e-5, atol=1e-5)
 
 
-def _usage_worker(rank: int, world: int, folder: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=rank, world_size=world)
-    try:
-        vq = quantizer_with(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), usage_weight=1.0)
-        z = torch.randn(16, 4, generator=torch.Generator().manual_seed(100 + rank)).requires_grad_()
-        loss = vq.usage_loss(z)
-        loss.backward()
-        torch.save((loss.detach(), z.grad), f"{folder}/usage{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _usage_quantizer() -> VectorQuantizer:
+    return quantizer_with(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), usage_weight=1.0)
 
 
-@pytest.mark.skipif(not dist.is_available() or sys.platform != "linux",
-                    reason="needs torch.distributed (gloo) and fork")
+def _usage_batch(rank: int) -> torch.Tensor:
+    return torch.randn(16, 4, generator=torch.Generator().manual_seed(100 + rank))
+
+
+def _usage_worker(rank: int) -> tuple:
+    z = _usage_batch(rank).requires_grad_()
+    loss = _usage_quantizer().usage_loss(z)
+    loss.backward()
+    return loss.detach(), z.grad
+
+
+@needs_gloo
 def test_usage_loss_spans_every_ranks_batch(tmp_path):
     """Each rank's loss is the whole batch's, and DDP's mean of the ranks' gradients is one process's."""
     world = 2
-    mp.start_processes(_usage_worker, args=(world, str(tmp_path)), nprocs=world, start_method="fork")
-    (loss0, grad0), (loss1, grad1) = (torch.load(tmp_path / f"usage{r}.pt") for r in range(world))
-    vq = quantizer_with(torch.randn(8, 4, generator=torch.Generator().manual_seed(0)), usage_weight=1.0)
-    z = torch.cat([torch.randn(16, 4, generator=torch.Generator().manual_seed(100 + r)) for r in range(world)])
-    z.requires_grad_()
-    loss = vq.usage_loss(z)
+    (loss0, grad0), (loss1, grad1) = on_ranks(_usage_worker, tmp_path, world)
+    z = torch.cat([_usage_batch(r) for r in range(world)]).requires_grad_()
+    loss = _usage_quantizer().usage_loss(z)
     loss.backward()
     torch.testing.assert_close(loss0, loss.detach())
     torch.testing.assert_close(loss1, loss.detach())
