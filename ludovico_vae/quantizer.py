@@ -141,9 +141,9 @@ class VectorQuantizer(nn.Module):
 
         Each vector's soft assignment is a softmax over minus its squared distances to the codes
         (temperature `usage_temperature`), and the loss falls as their mean over the batch spreads
-        over more codes (the diversity penalty of Baevski et al. 2020, wav2vec 2.0). It has no
-        term for sharp assignments, as MAGVIT-v2's entropy penalty does: the commitment loss
-        already pulls each vector onto its code. Its gradient reaches the encoder only: the
+        over more codes (the diversity penalty of Baevski et al. 2020, wav2vec 2.0). Unlike
+        MAGVIT-v2's entropy penalty it has no term rewarding sharp assignments: the commitment
+        loss already pulls each vector onto its code. Its gradient reaches the encoder only: the
         codebook moves by EMA.
         """
         flat = self._unit(z.reshape(-1, self.code_dim).float())
