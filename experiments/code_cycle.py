@@ -41,8 +41,9 @@ def main() -> None:
         parser.error(f"none of {', '.join(args.pieces)} in {args.midi_dir}")
     for checkpoint in args.vae:
         model, grid = load_vae(checkpoint)[:2]
-        print(f"{checkpoint}: {surviving_share(model, load_pieces(paths, grid)[0]):.3f} of the codes of "
-              f"{len(paths)} pieces come back after decode -> encode")
+        share = surviving_share(model, load_pieces(paths, grid)[0])
+        print(f"{checkpoint}: {share:.3f} of the codes come back after decode -> encode "
+              f"({', '.join(p.stem for p in paths)})")
 
 
 if __name__ == "__main__":
