@@ -12,7 +12,6 @@ candidate's pitch-class overlap, repeated-beat rate, copied share and duration o
     python experiments/rerank_study.py --score logp --candidates 4 --seeds 10 11 12
 """
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from bachsformer.generation import Bachsformer
 from bachsformer.music_stats import compare
 from ludovico_vae.dataset import find_midi_files
 from ludovico_vae.midi import read_midi
+from sampling_study import notes_as_written  # a script beside this one
 
 FIGURES = ("pitch_class_overlap", "repeated_beat_rate", "copied_4beat_share", "duration_overlap")
 
@@ -65,12 +65,7 @@ def main() -> None:
         tokens = torch.from_numpy(np.stack([p.tokens for p in pieces]))  # (20K, n)
         table = torch.stack(steps, dim=1)  # (20K, n, V): step i is what token i was drawn from
         score = table.gather(-1, tokens[..., None])[..., 0].float().mean(dim=1).numpy()
-        with tempfile.TemporaryDirectory() as tmp:
-            notes = {}
-            for i, piece in enumerate(pieces):
-                piece.midi.write(f"{tmp}/{i}.mid")
-                notes[i] = read_midi(f"{tmp}/{i}.mid").notes
-        rows = compare(notes, reference)["rows"]
+        rows = compare(notes_as_written(pieces), reference)["rows"]
         figures = {name: np.array([r[name] for r in rows], dtype=float) for name in FIGURES}
         ranks = lambda x: np.argsort(np.argsort(x))
         first = np.arange(20)

@@ -84,15 +84,21 @@ def combined_sampler(models: list, weights: list, contrast_alpha: float | None):
     return generate
 
 
-def score(model: Bachsformer, reference: dict, seed: int, bars: int, temperature: float,
-          key_guidance: float | None = None) -> list:
-    pieces = model.generate(bars=bars, seed=seed, num_samples=20, temperature=temperature, top_p=0.5,  # filter on
-                            key_guidance=key_guidance)
+def notes_as_written(pieces: list) -> dict:
+    """Each generated piece's notes as a reader of its MIDI file gets them, numbered in order."""
     with tempfile.TemporaryDirectory() as tmp:
         notes = {}
         for i, piece in enumerate(pieces):
             piece.midi.write(f"{tmp}/{i}.mid")
             notes[i] = read_midi(f"{tmp}/{i}.mid").notes
+    return notes
+
+
+def score(model: Bachsformer, reference: dict, seed: int, bars: int, temperature: float,
+          key_guidance: float | None = None) -> list:
+    pieces = model.generate(bars=bars, seed=seed, num_samples=20, temperature=temperature, top_p=0.5,  # filter on
+                            key_guidance=key_guidance)
+    notes = notes_as_written(pieces)
     s = compare(notes, reference)["summary"]
     bass = sum((n.pitch < BASS_BELOW).sum() for n in notes.values()) / sum(len(n) for n in notes.values())
     return [s["pitch_class_overlap"], s["duration_overlap"], s["scale_consistency"], s["copied_4beat_share"], bass]
