@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12])
     parser.add_argument("--bars", type=int, default=32)
     args = parser.parse_args()
+    if args.candidates < 1:
+        parser.error(f"--candidates must be at least 1, got {args.candidates}")
 
     reference = {p.stem: read_midi(p).notes for p in find_midi_files(Path(args.reference))
                  if p.stem not in DEFAULT_HELD_OUT}

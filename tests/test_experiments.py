@@ -51,7 +51,6 @@ def test_sampling_study_scores_the_bundled_pair(goldberg_dir):
     assert bad.returncode == 2 and "--note-cost" in bad.stderr
 
 
-
 @pytest.mark.parametrize("score", ["logp", "margin"])
 def test_rerank_study_keeps_the_best_scored_candidate(goldberg_dir, score):
     needs_bundle()
@@ -64,6 +63,7 @@ def test_rerank_study_keeps_the_best_scored_candidate(goldberg_dir, score):
     assert len(first) == len(best) == 5  # four medians, then the mean score
     assert all(0 <= x <= 1 for x in first[:4] + best[:4])
     assert best[4] >= first[4], "the best of each pair scores at least as well as its first candidate"
+
 
 def test_tonal_profile_reads_a_folder_of_samples(goldberg_dir, tmp_path):
     needs_bundle()
