@@ -3,7 +3,7 @@ of 20 samples per seed (generate.py's defaults) and keeps, of each K, the one a 
 
   logp    the mean log-probability of its tokens under the (key-guided) distribution they came from;
   margin  the mean of log p(token | corpus key) - mean log p(token | key a tone away), the key
-          guidance signal summed over the whole piece rather than used step by step.
+          guidance signal averaged over the whole piece rather than used step by step.
 
 Neither looks at a histogram. Prints, per seed, the rank correlation between the score and each
 candidate's pitch-class overlap, repeated-beat rate, copied share and duration overlap, then the
