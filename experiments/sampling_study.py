@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--reference", default="../shared/corpora/goldberg", help="held-out pieces are set aside")
     parser.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12])
     parser.add_argument("--bars", type=int, default=32)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (the default, as the figures quoted in README), cuda, mps or auto")
     parser.add_argument("--ensemble", nargs="*", default=[], metavar="DIR:W")
     parser.add_argument("--contrast", nargs="*", default=[], metavar="DIR:W")
     parser.add_argument("--alpha", type=float, default=0.1)
@@ -125,7 +127,7 @@ def main() -> None:
 
     reference = {p.stem: read_midi(p).notes for p in find_midi_files(Path(args.reference))
                  if p.stem not in DEFAULT_HELD_OUT}
-    model = Bachsformer.from_checkpoints(args.checkpoint_dir, device="cpu")
+    model = Bachsformer.from_checkpoints(args.checkpoint_dir, device=args.device)
     if args.note_cost is not FROM_CHECKPOINT:
         model.vae.config = dataclasses.replace(model.vae.config, note_cost=args.note_cost)
     others = args.ensemble or args.contrast
@@ -134,7 +136,7 @@ def main() -> None:
         models, weights = [model.transformer], [1.0]
         for spec in others:
             folder, weight = spec.rsplit(":", 1)
-            models.append(Bachsformer.from_checkpoints(folder, device="cpu").transformer)
+            models.append(Bachsformer.from_checkpoints(folder, device=args.device).transformer)
             weights.append(float(weight))
         model.transformer.generate = combined_sampler(models, weights, args.alpha if args.contrast else None)
     print("setting             pitch-class overlap per seed   duration  scale  copied  bass")

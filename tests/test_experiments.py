@@ -5,6 +5,7 @@ reproduce them, so a change that breaks one breaks a claim. Each is run as a use
 """
 from __future__ import annotations
 
+import csv
 import json
 import re
 import subprocess
@@ -63,6 +64,26 @@ def test_rerank_study_keeps_the_best_scored_candidate(goldberg_dir, score):
     assert len(first) == len(best) == 5  # four medians, then the mean score
     assert all(0 <= x <= 1 for x in first[:4] + best[:4])
     assert best[4] >= first[4], "the best of each pair scores at least as well as its first candidate"
+
+
+def test_seed_sweep_trains_each_seed_and_confirms_the_best(goldberg_dir, tmp_path):
+    needs_bundle()
+    out = tmp_path / "sweep"
+    result = run_script("seed_sweep.py", "--vae", BUNDLED / "vae.pt", "--midi-dir", goldberg_dir,
+                        "--seeds", 1, 2, "--parallel", 2, "--steps", 2, "--score-seeds", 0,
+                        "--confirm-seeds", 1, "--confirm-top", 1, "--bars", 2, "--out", out, "--",
+                        "--train.max_steps=2", "--train.eval_every=2", "--train.batch_size=4", "--model.n_embd=16")
+    assert result.returncode == 0, result.stderr
+    with open(out / "scores.csv") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == ["run", "step", "mean", "seed_0", "seed_1"]
+    assert sorted(row[0] for row in rows) == ["seed1", "seed2"] and all(row[1] == "2" for row in rows)
+    confirmed, other = rows
+    assert len(confirmed) == 5 and len(other) == 4, "only the best of the first round is scored again"
+    assert float(confirmed[3]) >= float(other[3]), "the first round's best is the one confirmed"
+    assert float(confirmed[2]) == pytest.approx((float(confirmed[3]) + float(confirmed[4])) / 2, abs=6e-4)
+    assert all(0 < float(x) <= 1 for row in rows for x in row[2:])
+    assert (out / "seed1" / "step-000002" / "transformer.pt").exists()
 
 
 def test_tonal_profile_reads_a_folder_of_samples(goldberg_dir, tmp_path):
