@@ -18,6 +18,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tqdm import tqdm
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -75,14 +77,16 @@ def main() -> None:
     opts.out.mkdir(parents=True, exist_ok=True)
 
     with ThreadPoolExecutor(opts.parallel) as pool:
-        folders = list(pool.map(lambda seed: train(opts, seed), opts.seeds))
+        def each(job, items, what):  # results in order, with a progress bar
+            return list(tqdm(pool.map(job, items), total=len(items), desc=what, unit="job"))
+
+        folders = each(lambda seed: train(opts, seed), opts.seeds, "training")
         snapshots = [f / f"step-{step:06d}.pt" for f in folders for step in opts.steps
                      if (f / f"step-{step:06d}.pt").exists()]
-        rows = {s: score_row for s, score_row in
-                zip(snapshots, pool.map(lambda s: score(opts, s, opts.score_seeds), snapshots))}
+        rows = dict(zip(snapshots, each(lambda s: score(opts, s, opts.score_seeds), snapshots, "scoring")))
         mean = lambda s: sum(rows[s]) / len(rows[s])
         top = sorted(snapshots, key=mean, reverse=True)[:opts.confirm_top] if opts.confirm_seeds else []
-        for snapshot, more in zip(top, pool.map(lambda s: score(opts, s, opts.confirm_seeds), top)):
+        for snapshot, more in zip(top, each(lambda s: score(opts, s, opts.confirm_seeds), top, "confirming")):
             rows[snapshot] = rows[snapshot] + more
 
     seeds = opts.score_seeds + opts.confirm_seeds
