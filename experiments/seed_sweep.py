@@ -11,6 +11,7 @@ Writes OUT/scores.csv (one row a snapshot and seed set) and each run's folder un
         --seeds 7 8 9 10 --parallel 2 --out runs/sweep -- --model.n_embd=192 --train.threads=1
 """
 import argparse
+import contextlib
 import csv
 import os
 import subprocess
@@ -25,11 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(args: list, log: Path = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    out = open(log, "w") if log else subprocess.PIPE
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, text=True,
-                            stdout=out, stderr=subprocess.STDOUT if log else subprocess.PIPE)
+    with open(log, "w") if log else contextlib.nullcontext(subprocess.PIPE) as stdout:
+        result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, text=True,
+                                stdout=stdout, stderr=subprocess.STDOUT if log else subprocess.PIPE)
     if result.returncode:
-        detail = f"see {log}" if log else " ".join((result.stderr or "").strip().splitlines()[-1:])
+        last = (Path(log).read_text() if log else result.stderr or "").strip().splitlines()[-1:]
+        detail = " ".join(last) + (f"; see {log}" if log else "")
         raise SystemExit(f"seed_sweep: {args[0]} failed ({detail})")
     return result
 
@@ -90,14 +92,15 @@ def main() -> None:
             rows[snapshot] = rows[snapshot] + more
 
     seeds = opts.score_seeds + opts.confirm_seeds
+    ranked = sorted(rows, key=lambda s: (-len(rows[s]), -mean(s)))  # confirmed ones first
     with open(opts.out / "scores.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["run", "step", "mean", *(f"seed_{s}" for s in seeds)])
-        for snapshot in sorted(rows, key=lambda s: (-len(rows[s]), -mean(s))):
+        for snapshot in ranked:
             writer.writerow([snapshot.parent.name, int(snapshot.stem.split("-")[1]), f"{mean(snapshot):.4f}",
                              *(f"{x:.3f}" for x in rows[snapshot])])
     print("run     step   pitch-class overlap, mean over the seeds scored")
-    for snapshot in sorted(rows, key=lambda s: (-len(rows[s]), -mean(s)))[:10]:
+    for snapshot in ranked[:10]:
         print(f"{snapshot.parent.name:7} {snapshot.stem.split('-')[1].lstrip('0'):>5}  {mean(snapshot):.4f}"
               f" over {len(rows[snapshot])} seeds")
     print(f"all scores: {opts.out / 'scores.csv'}")
