@@ -1,4 +1,4 @@
-"""Write a new piece in the style of Bach with the weights in checkpoints/.
+"""Write a new piece in the style of Bach with the bundled weights (checkpoints/).
 
     python generate.py                                  # 32 bars, seed 0, into generated/
     python generate.py --bars 16 --seed 7 --temperature 0.9 --top-p 0.95 --num-samples 4
@@ -8,20 +8,11 @@ import math
 import sys
 from pathlib import Path
 
-from bachsformer.cli import CommandError, CommandParser, run_main
+from bachsformer.cli import CommandParser, positive_int, run_main
+from bachsformer.errors import CommandError
+from bachsformer.paths import BUNDLED_CHECKPOINTS
 
 PROG = "generate.py"
-ROOT = Path(__file__).resolve().parent
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise CommandError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise CommandError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _meter(text: str) -> tuple:
@@ -109,14 +100,14 @@ def run(args) -> None:
 
 def build_parser() -> CommandParser:
     parser = CommandParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", type=_positive_int, default=32, help="bars to write (default: %(default)s)")
+    parser.add_argument("--bars", type=positive_int, default=32, help="bars to write (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed and options give the same MIDI")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is safer (default: %(default)s)")
-    parser.add_argument("--top-k", type=_positive_int, help="sample among the k likeliest codes only")
+    parser.add_argument("--top-k", type=positive_int, help="sample among the k likeliest codes only")
     parser.add_argument("--top-p", type=float,
                         help="sample among the likeliest codes holding this probability; 1: all codes "
                              "(default: the API's, 1)")
-    parser.add_argument("--num-samples", type=_positive_int, default=1, help="pieces written in one batch")
+    parser.add_argument("--num-samples", type=positive_int, default=1, help="pieces written in one batch")
     parser.add_argument("--meter", type=_meter, help="time signature such as 3/4 (default: the corpus' most common)")
     parser.add_argument("--bpm", type=float, help="quarter notes per minute (default: the corpus' median tempo)")
     parser.add_argument("--transpose", type=int, default=0, help="semitones to shift the output by")
@@ -127,14 +118,14 @@ def build_parser() -> CommandParser:
     parser.add_argument("--key-plan", metavar="PIECE", help="follow the local keys of this training piece, e.g. "
                         "988-v01 (models trained with local keys; default: one the seed picks)")
     parser.add_argument("--prompt", metavar="FILE.mid", help="continue this piece")
-    parser.add_argument("--prompt-bars", type=_positive_int, help="use only the prompt's last N bars")
+    parser.add_argument("--prompt-bars", type=positive_int, help="use only the prompt's last N bars")
     parser.add_argument("--out", help="a .mid file for one sample, or a folder (default: generated/)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--png", action="store_true", help="also draw the piano roll as PNG")
     parser.add_argument("--wav", action="store_true", help="also render audio (needs the [audio] extra and a SoundFont)")
     parser.add_argument("--soundfont", help="SoundFont (.sf2) for --wav")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--checkpoint-dir", default=str(ROOT / "checkpoints"), help="holds vae.pt and transformer.pt")
+    parser.add_argument("--checkpoint-dir", default=str(BUNDLED_CHECKPOINTS), help="holds vae.pt and transformer.pt")
     parser.set_defaults(run=run)
     return parser
 

@@ -5,17 +5,16 @@
     python train_transformer.py --export runs/transformer/best.pt checkpoints/transformer.pt
 """
 import sys
-from pathlib import Path
 
-from bachsformer.cli import training_main
-from bachsformer.transformer_training import CHECKPOINT_KIND, SECTIONS, train_transformer
-
-CONFIG = Path(__file__).resolve().parent / "configs" / "bachsformer.yaml"
+from bachsformer.pair import TRANSFORMER_KIND
+from bachsformer.paths import TRANSFORMER_RECIPE
+from bachsformer.train.main import training_main
+from bachsformer.train.transformer import TransformerRecipe, train_transformer
 
 
 def main(argv=None) -> int:
-    return training_main("train_transformer.py", __doc__, CONFIG, SECTIONS, train_transformer, CHECKPOINT_KIND,
-                         aliases=("midi_dir", "device", "vae"), argv=argv)
+    return training_main("train_transformer.py", __doc__, TRANSFORMER_RECIPE, TransformerRecipe, train_transformer,
+                         TRANSFORMER_KIND, aliases=("midi_dir", "device", "vae"), argv=argv)
 
 
 if __name__ == "__main__":

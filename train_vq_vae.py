@@ -5,16 +5,15 @@
     python train_vq_vae.py --export runs/vae/best.pt checkpoints/vae.pt
 """
 import sys
-from pathlib import Path
 
-from bachsformer.cli import training_main
-from bachsformer.vae_training import CHECKPOINT_KIND, SECTIONS, train_vae
-
-CONFIG = Path(__file__).resolve().parent / "configs" / "ludovico_vae.yaml"
+from bachsformer.pair import VAE_KIND
+from bachsformer.paths import VAE_RECIPE
+from bachsformer.train.main import training_main
+from bachsformer.train.vae import VAERecipe, train_vae
 
 
 def main(argv=None) -> int:
-    return training_main("train_vq_vae.py", __doc__, CONFIG, SECTIONS, train_vae, CHECKPOINT_KIND, argv=argv)
+    return training_main("train_vq_vae.py", __doc__, VAE_RECIPE, VAERecipe, train_vae, VAE_KIND, argv=argv)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""What the command lines share: one-line errors with exit code 2, tables, JSON output, and the
-config handling of the training scripts.
+"""What the command lines share: one-line errors with exit code 2, tables, JSON output, and never
+replacing a file without --force.
 """
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ import json
 import sys
 from pathlib import Path
 
+from ludovico_vae.dataset import MIDI_SUFFIXES, find_midi_files
 from ludovico_vae.files import atomic_write
+from ludovico_vae.frames import FrameGrid
 from ludovico_vae.midi import MidiError
 
-from .config import ConfigError, build_config
-from .runtime import CheckpointError
-
-
-class CommandError(Exception):
-    """A problem with a command's input, reported as one line and exit code 2."""
+from .errors import BachsformerError, CommandError, OutputExistsError
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -26,7 +23,9 @@ class CommandParser(argparse.ArgumentParser):
         raise CommandError(message)
 
 
-USER_ERRORS = (CommandError, ConfigError, MidiError, CheckpointError, ImportError, ValueError)
+# What a user can fix: the project's own errors, and MidiError, the MIDI library's one error.
+# Anything else (a ValueError from NumPy, say) is a bug and keeps its traceback.
+USER_ERRORS = (BachsformerError, MidiError)
 
 
 def run_main(prog: str, build_parser, argv=None, overrides: bool = False) -> int:
@@ -46,7 +45,9 @@ def run_main(prog: str, build_parser, argv=None, overrides: bool = False) -> int
     except USER_ERRORS as e:
         message = " ".join(str(e).splitlines())
     except OSError as e:
-        message = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        if not (e.filename and e.strerror):  # not about a file the user named: a bug
+            raise
+        message = f"{e.filename}: {e.strerror}"  # a folder that cannot be written, a full disk
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -84,68 +85,69 @@ def write_json(path, data: dict) -> None:
         f.write((json.dumps(data, indent=2) + "\n").encode())
 
 
-ALIASES = {"midi_dir": ("--midi-dir", "data.midi_dir", "corpus directory"),
-           "device": ("--device", "train.device", "auto, cpu, cuda, cuda:N or mps"),
-           "vae": ("--vae", "data.vae", "the VQ-VAE checkpoint whose codes to learn")}
+def refuse_overwrite(path, force: bool) -> None:
+    """Nothing a user had is replaced unless they said --force."""
+    if Path(path).exists() and not force:
+        raise OutputExistsError(f"{path}: already exists; pass --force to replace it")
 
 
-def training_config(sections: dict, args) -> dict:
-    """The run's config: the saved one when resuming, else the YAML file; overrides on top."""
-    overrides = list(args.overrides)
-    for text in overrides:
-        if not text.startswith("--") or "=" not in text:
-            raise ConfigError(f"unrecognised argument {text!r}: overrides look like --section.key=value")
-    for name, (_, key, _) in ALIASES.items():
-        if getattr(args, name, None):
-            overrides.append(f"--{key}={getattr(args, name)}")
-    config = build_config(sections, args.config, overrides)
-    if args.resume:
-        saved = Path(config["train"].out_dir) / "config.yaml"
-        if not saved.exists():
-            raise ConfigError(f"train.out_dir: nothing to resume, {saved} does not exist")
-        config = build_config(sections, saved, overrides)
-    return config
+def percent(share) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
 
 
-def training_main(prog: str, doc: str, default_config, sections: dict, train, kind: str,
-                  aliases=("midi_dir", "device"), argv=None) -> int:
-    """The command line of a training script: train, resume, or export a checkpoint's weights.
+def f1_text(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
-    Under torchrun each process runs it; errors name the rank, and only rank 0 exports.
-    """
-    from .distributed import launch_rank
-    from .runtime import export_weights, refuse_overwrite
 
-    rank, world_size = launch_rank()
-    if world_size > 1:
-        prog = f"{prog} [rank {rank}]"
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
-    def run(args) -> None:
-        if args.export and rank:  # one process writes the export
-            return
-        if args.export:
-            refuse_overwrite(args.export[1], args.force)
-            export_weights(*args.export, kind)
-            print(args.export[1])
-            return
-        train(training_config(sections, args), resume=args.resume, progress=not args.no_progress)
 
-    def build_parser() -> CommandParser:
-        parser = CommandParser(
-            prog=prog, description=doc.splitlines()[0],
-            epilog="Any config key can be overridden as --section.key=value, e.g. --train.lr=3e-4.")
-        parser.add_argument("--config", default=str(default_config),
-                            help="YAML file of overrides (default: %(default)s)")
-        for name in aliases:
-            option, key, text = ALIASES[name]
-            parser.add_argument(option, dest=name, help=f"{text} (same as --{key}=...)")
-        parser.add_argument("--resume", action="store_true",
-                            help="continue the run in train.out_dir with the config saved there")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-        parser.add_argument("--export", nargs=2, metavar=("CHECKPOINT", "DEST"),
-                            help="write CHECKPOINT's weights without optimizer state to DEST, and stop")
-        parser.add_argument("--force", action="store_true", help="with --export: replace an existing DEST")
-        parser.set_defaults(run=run)
-        return parser
+def frame_grid(steps_per_quarter: int) -> FrameGrid:
+    try:
+        return FrameGrid(steps_per_quarter=steps_per_quarter)
+    except ValueError as e:
+        raise CommandError(f"--steps-per-quarter: {e}") from None
 
-    return run_main(prog, build_parser, argv, overrides=True)
+
+def midi_files(path) -> tuple:
+    """(files, root) below a directory, or a single file; an error if there is nothing to read."""
+    path = Path(path)
+    if not path.exists():
+        raise CommandError(f"{path}: no such file or directory")
+    files = find_midi_files(path)
+    if not files:
+        raise CommandError(f"{path}: no MIDI files ({', '.join(MIDI_SUFFIXES)}) in this directory")
+    return files, (path if path.is_dir() else path.parent)
+
+
+def relative_label(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def progress(items, desc: str):
+    from tqdm import tqdm
+    return tqdm(items, desc=desc, unit="file", disable=None, leave=False)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value

@@ -1,8 +1,8 @@
 """New pieces from a trained pair: the transformer samples codes frame after frame, the VQ-VAE
 decodes them, and the frames become MIDI with real bar lines and tempo.
 
-    from bachsformer.generation import Bachsformer
-    piece = Bachsformer.from_checkpoints("checkpoints/").generate(bars=32, seed=0)
+    from bachsformer import Bachsformer
+    piece = Bachsformer.from_checkpoints().generate(bars=32, seed=0)[0]
     piece.midi.write("new.mid")
 """
 from __future__ import annotations
@@ -17,21 +17,19 @@ import torch
 from ludovico_vae.frames import SOUNDING, Piece, meter_per_frame, shift_keys
 from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, score_to_midi
 
+from .errors import GenerationError
+from .pair import Pair, load_pair
+from .paths import BUNDLED_CHECKPOINTS
 from .runtime import resolve_device
-from .tokens import KEYS, NO_KEY, beat_slots, local_keys, progress_bins, silent_frame_codes, token_extras
-from .transformer_training import load_pair, select_extras
+from .tokens import KEYS, beat_slots, progress_bins, select_extras, silent_frame_codes, token_extras
+from .tonality import NO_KEY, local_keys
 
 MAX_BARS = 10_000
 # Key guidance (classifier-free guidance over the key input): each step draws from
-# log p(key 0) + w * (log p(key 0) - mean log p(key +-2)), away from what the model would write if
-# the piece were a whole tone higher or lower. The bundled model's samples share a bias toward
-# exactly that music (too many A, F and G#, too few G). Chosen on 20 samples at each of seeds 10,
-# 11 and 12 (reported figures use seeds 0, 1 and 2): w 0.7 with the whole distribution puts their
-# pitch-class overlap with the corpus at 0.938, against 0.931 with top-p 0.9 and 0.913 with top-p
-# 0.9 unguided; contrasting with all eleven other keys gives 0.934. From the whole distribution
-# the bass stays (15% of notes below G3, 11% with top-p 0.9; 18% in the corpus). README,
-# "Results". 0 turns guidance off; it runs the contrasts beside the samples, in one batch.
-# A prompted continuation is unguided unless asked: its prompt may be in another key than the corpus'.
+# log p(key 0) + w * (log p(key 0) - mean log p(key +-2)), away from what the model would write a
+# whole tone higher or lower, a bias its samples share. w = 0.7, chosen on seeds 10-12 and
+# reported on others (docs/results.md); 0 turns it off. A prompt may be in another key than the
+# corpus', so a continuation is unguided unless asked.
 DEFAULT_KEY_GUIDANCE = 0.7
 DEFAULT_TOP_P = 1.0  # no nucleus: with key guidance, cutting the tail only cuts the bass
 KEY_CONTRASTS = (2, -2)
@@ -52,21 +50,20 @@ class Generated:
 class Bachsformer:
     """A VQ-VAE and the transformer trained on its codes, ready to write music."""
 
-    def __init__(self, pair: dict, device):
-        self.vae, self.transformer, self.grid = pair["vae"], pair["transformer"], pair["grid"]
-        self.state, self.device = pair["state"], device
+    def __init__(self, pair: Pair, device):
+        self.vae, self.transformer, self.grid = pair.vae, pair.transformer, pair.grid
+        self.pair, self.device = pair, device
         self.indices_per_frame = self.vae.config.n_indices
-        self.extra_inputs = self.state["extra_inputs"]
-        self.n_slots = self.state["beat_slots"]
-        style = self.state.get("style", {})
-        self.meter = tuple(style.get("meter", (4, 4)))
-        self.qpm = float(style.get("qpm", 100.0))
-        self.key_plans = style.get("key_plans", [])
+        self.extra_inputs = list(pair.extra_inputs)
+        self.n_slots = pair.beat_slots
+        self.meter, self.qpm, self.key_plans = tuple(pair.style.meter), pair.style.qpm, pair.style.key_plans
         sizes = dict(zip(self.extra_inputs, self.transformer.config.extra_vocab_sizes))
         self.unkeyed = sizes.get("key") == KEYS + 1  # trained with key dropout: "no key" is a class
 
     @classmethod
-    def from_checkpoints(cls, checkpoint_dir="checkpoints", device: str = "auto") -> "Bachsformer":
+    def from_checkpoints(cls, checkpoint_dir=BUNDLED_CHECKPOINTS, device: str = "auto") -> "Bachsformer":
+        """Load the pair in `checkpoint_dir` (`vae.pt` and `transformer.pt`; by default the bundled
+        weights) onto `device`: "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", "cuda:N" or "mps"."""
         device = resolve_device(device)
         return cls(load_pair(checkpoint_dir, device), device)
 
@@ -91,13 +88,13 @@ class Bachsformer:
         """
         if "local_key" not in self.extra_inputs or not self.key_plans:
             if plan_name is not None:
-                raise ValueError(f"a key plan ({plan_name}) needs a transformer trained with the local_key input; "
+                raise GenerationError(f"a key plan ({plan_name}) needs a transformer trained with the local_key input; "
                                  "this one was not")
             return [None] * num_samples, np.full((num_samples, n_out), NO_KEY)
         if plan_name is not None:
             plans = [p for p in self.key_plans if p["name"] == plan_name]
             if not plans:
-                raise ValueError(f"no key plan named {plan_name!r}; the checkpoint has "
+                raise GenerationError(f"no key plan named {plan_name!r}; the checkpoint has "
                                  f"{', '.join(p['name'] for p in self.key_plans)}")
         else:
             plans = [p for p in self.key_plans if tuple(p["meter"]) == tuple(meter)] or self.key_plans
@@ -132,13 +129,13 @@ class Bachsformer:
         if key_guidance is None:
             key_guidance = DEFAULT_KEY_GUIDANCE if prompt is None else 0.0
         if not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
-            raise ValueError(f"bars must be an integer from 1 to {MAX_BARS}, got {bars!r}")
+            raise GenerationError(f"bars must be an integer from 1 to {MAX_BARS}, got {bars!r}")
         if not isinstance(num_samples, int) or num_samples < 1:
-            raise ValueError(f"num samples must be a positive integer, got {num_samples!r}")
+            raise GenerationError(f"num samples must be a positive integer, got {num_samples!r}")
         if not (isinstance(key_guidance, (int, float)) and math.isfinite(key_guidance) and key_guidance >= 0):
-            raise ValueError(f"key guidance must be a non-negative number, got {key_guidance!r}")
+            raise GenerationError(f"key guidance must be a non-negative number, got {key_guidance!r}")
         if prompt is not None and prompt_bars is not None and prompt_bars < 1:
-            raise ValueError(f"prompt bars must be a positive integer, got {prompt_bars!r}")
+            raise GenerationError(f"prompt bars must be a positive integer, got {prompt_bars!r}")
         if prompt is not None:
             context, signatures, tempos, lead_in = self._prompt_context(prompt, prompt_bars)
         else:
@@ -205,7 +202,7 @@ class Bachsformer:
     def _prompt_context(self, prompt: Piece, prompt_bars: int | None) -> tuple:
         """The prompt's last bars as frames, with the meter, tempo and lead-in that place them."""
         if prompt.grid != self.grid:
-            raise ValueError(f"the prompt was cut on grid {prompt.grid}, the VAE on {self.grid}")
+            raise GenerationError(f"the prompt was cut on grid {prompt.grid}, the VAE on {self.grid}")
         frames, lead_in = prompt.frames, prompt.lead_in
         signatures, tempos = list(prompt.time_signatures), list(prompt.tempos)
         if prompt_bars is not None:

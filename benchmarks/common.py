@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bachsformer.runtime import load_checkpoint
+from bachsformer.checkpoints import load_checkpoint
+from bachsformer.paths import BUNDLED_CHECKPOINTS as CHECKPOINTS
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKPOINTS = REPO / "checkpoints"
 
 
 def bundled(kind: str) -> tuple:

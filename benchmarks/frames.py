@@ -6,7 +6,7 @@ One run, meant for a fresh process (`python -m benchmarks --only frames` starts 
 - warm: the same files loaded again from the filled cache;
 - to frames / to MIDI: corpus -> frames without the cache, then each piece written back as MIDI
   with `score_to_midi(...).write`; their sum is comparable with the original's figure in
-  EVALUATION.md (2.7 s for the 31 Goldberg files, 1.8 s of it to frames).
+  docs/evaluation.md (2.7 s for the 31 Goldberg files, 1.8 s of it to frames).
 
 At tiny size the corpus is two short synthetic files written for the run.
 

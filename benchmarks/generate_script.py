@@ -3,7 +3,7 @@ weights, sampling, decoding and writing the MIDI, as a user meets it.
 
 The runner (`python -m benchmarks --only generate`) times the process from outside and reads its
 peak RSS; this module says what to run and what came out. The figure is comparable with the
-original's 20.3 s and 335 MB for 64 s of music (EVALUATION.md). `--device cpu` because that is
+original's 20.3 s and 335 MB for 64 s of music (docs/evaluation.md). `--device cpu` because that is
 the machine the figures compare; at tiny size one bar is written instead of the default 32.
 """
 from __future__ import annotations

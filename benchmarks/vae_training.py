@@ -28,11 +28,12 @@ from ludovico_vae.model import VQVAE, VQVAEConfig  # noqa: E402
 TINY = dict(codebook_size=16, code_dim=8, widths=(8, 8), n_res_blocks=1)
 
 
-def random_frames(batch_size: int, cfg: VQVAEConfig, density: float = 0.03) -> torch.Tensor:
-    """(B, C, n_keys, steps) {0, 1} frames; channel 0 (onsets) lies inside the last channel."""
-    sounding = (torch.rand(batch_size, 1, cfg.n_keys, cfg.steps) < density).float()
+def random_frames(batch_size: int, frame_shape: tuple, density: float = 0.03) -> torch.Tensor:
+    """(B, C, keys, steps) {0, 1} frames; channel 0 (onsets) lies inside the last channel."""
+    channels, keys, steps = frame_shape
+    sounding = (torch.rand(batch_size, 1, keys, steps) < density).float()
     onsets = sounding * (torch.rand(sounding.shape) < 0.3)
-    return torch.cat([onsets] * (cfg.channels - 1) + [sounding], dim=1)
+    return torch.cat([onsets] * (channels - 1) + [sounding], dim=1)
 
 
 def bench_vae_training(cfg: VQVAEConfig | None = None, batch_size: int = 256, steps: int = 20,
@@ -42,7 +43,7 @@ def bench_vae_training(cfg: VQVAEConfig | None = None, batch_size: int = 256, st
     cfg = cfg or VQVAEConfig()
     model = VQVAE(cfg).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
-    batches = [random_frames(batch_size, cfg) for _ in range(4)]
+    batches = [random_frames(batch_size, model.frame_shape) for _ in range(4)]
     times = []
     for i in range(warmup + steps):
         frames = batches[i % len(batches)]

@@ -6,7 +6,7 @@ beat. Both cost note F1 twice. So each key's row is decoded as a whole (Viterbi)
 silent, strike a note (the onset cell and the sounding cell on) or hold one (sounding on, onset
 off); a note starts only where one is struck, and every note struck pays `note_cost` nats on
 top of what the cells say. This is the onset-and-frame decoding of piano transcription (Hawthorne
-et al. 2018) made exact. Measured on the bundled VQ-VAE (README, "Codebook size"): held-out note
+et al. 2018) made exact. Measured on the bundled VQ-VAE (docs/results.md): held-out note
 F1 0.613 cell by cell, 0.665 with notes costing 2 nats, the cost that rebuilds its training
 pieces best.
 

@@ -73,3 +73,18 @@ def sha256_file(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_head(path: Path, size: int, missing: str, kind: str) -> bytes:
+    """The first `size` bytes of `path`, or ValueError(reason): `missing` when there is no such
+    path, or why it is not `kind` (a folder) or cannot be read. Readers check a file's magic
+    number this way before parsing it."""
+    if not path.exists():
+        raise ValueError(missing)
+    if path.is_dir():
+        raise ValueError(f"is a directory, not {kind}")
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError as e:
+        raise ValueError(f"cannot be read ({e.strerror or e})") from None

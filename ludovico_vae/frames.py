@@ -28,8 +28,8 @@ QUANTISED_SHARE = 0.9  # onsets near the grid below this share: a performance, n
 class FrameGrid:
     """How time and pitch are cut into cells.
 
-    24 steps per quarter hold both duplets and triplets down to 32nd-note triplets; the README
-    gives the measured share of Goldberg onsets on each candidate grid.
+    24 steps per quarter hold both duplets and triplets down to 32nd-note triplets
+    (docs/frame-format.md gives the share of Goldberg onsets on each candidate grid).
     """
 
     steps_per_quarter: int = 24

@@ -15,6 +15,8 @@ import mido
 import numpy as np
 import pretty_midi
 
+from .files import file_head
+
 LOWEST_PITCH = 21   # A0, the lowest key of a piano
 HIGHEST_PITCH = 108  # C8, the highest
 HARPSICHORD = 6      # General MIDI program (zero-based) of the Goldberg files and our default
@@ -143,15 +145,10 @@ def _gather_meta_events(midi: mido.MidiFile) -> None:
 
 
 def _parse(path: Path) -> pretty_midi.PrettyMIDI:
-    if not path.exists():
-        raise MidiError(path, "no such file")
-    if path.is_dir():
-        raise MidiError(path, "is a directory, not a MIDI file")
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        raise MidiError(path, f"cannot be read ({e.strerror or e})") from None
+        head = file_head(path, 4, "no such file", "a MIDI file")
+    except ValueError as e:
+        raise MidiError(path, str(e)) from None
     if head != b"MThd":
         raise MidiError(path, "not a MIDI file (no MThd header)")
     try:

@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .decoding import NoteDecoder
+from .frames import FrameGrid
 from .quantizer import RESTARTS, VectorQuantizer
 
 
@@ -42,13 +43,10 @@ INDEX_ORDERS = ("band", "time")
 class VQVAEConfig:
     """Every size and loss setting of the model; checkpoints keep `to_dict()` to rebuild it."""
 
-    channels: int = 2  # 0: onsets, 1: sounding cells
-    n_keys: int = 88  # pitches 21..108
-    steps: int = 24  # time steps per quarter note
-    latent_keys: int = 8
-    latent_steps: int = 2
-    patch: tuple[int, int] = (4, 4)  # (keys, steps) cut by the first, non-overlapping convolution
-    codebook_size: int = 16
+    latent_keys: int = 4  # key bands of two octaves...
+    latent_steps: int = 4  # ...by sixteenth notes: 16 indices a frame
+    patch: tuple[int, int] = (4, 2)  # (keys, steps) cut by the first, non-overlapping convolution
+    codebook_size: int = 512
     code_dim: int = 32
     widths: tuple[int, int] = (32, 64)  # channels at the patch grid and at the latent grid
     n_res_blocks: int = 2  # per resolution, in the encoder and again in the decoder
@@ -60,17 +58,17 @@ class VQVAEConfig:
     dead_code_restart: str = "uniform"
     # compare encoder outputs and codes by angle: both are put on the unit sphere before the
     # lookup (Yu et al. 2022, "Vector-quantized image modeling with improved VQGAN"), a known
-    # cure for unused codes; measured in README, "Codebook size"
+    # cure for unused codes; measured in docs/results.md
     normalize_codes: bool = False
     # weight of the codebook-usage penalty (ludovico_vae.quantizer.VectorQuantizer.usage_loss),
     # which pushes the encoder to spread a batch over more codes; 0 turns it off. At 0.2: held-out
     # note F1 0.787 and perplexity 73% against 0.761 and 62%, but the transformer's samples on
-    # those codes are less tonal (README, "The codebook-usage penalty")
+    # those codes are less tonal (docs/results.md)
     usage_weight: float = 0.0
     usage_temperature: float = 0.1  # in squared distance between an encoder output and a code
     # BCE weight of "on" cells, one per channel or one for all. Onsets are the sparser channel
     # (0.29% of Goldberg cells against 2.7% sounding), so they get the larger weight. Weights of
-    # 1-4 rebuild as many held-out notes, 8 / 4 and a focal term fewer (README, "The loss").
+    # 1-4 rebuild as many held-out notes, 8 / 4 and a focal term fewer (docs/results.md).
     pos_weight: float | tuple[float, ...] = (4.0, 2.0)
     focal_gamma: float = 0.0  # > 0 multiplies each cell's BCE by (1 - p_true) ** gamma
     # "local": each index codes its own patch of the frame (a 1x1 / 3x3 convolution next to the
@@ -84,12 +82,11 @@ class VQVAEConfig:
     note_cost: float | None = 2.0
     # the order of a frame's indices, which is the order the transformer writes them in: "band"
     # gives every time step of the lowest key band, then of the next band up; "time" gives every
-    # band of the first time step, then of the next (README, "Codebook size")
-    index_order: str = "band"
+    # band of the first time step, then of the next (docs/results.md)
+    index_order: str = "time"
 
     def __post_init__(self):
-        for name in ("channels", "n_keys", "steps", "latent_keys", "latent_steps", "codebook_size",
-                     "code_dim"):
+        for name in ("latent_keys", "latent_steps", "codebook_size", "code_dim"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -101,12 +98,11 @@ class VQVAEConfig:
                     or not all(type(v) is int and v > 0 for v in value)):
                 raise ValueError(f"{name} must be two positive integers, got {value!r}")
             setattr(self, name, tuple(value))
-        weights = (self.pos_weight,) * self.channels if _is_number(self.pos_weight) else self.pos_weight
-        if (not isinstance(weights, (tuple, list)) or len(weights) != self.channels
+        weights = (self.pos_weight,) if _is_number(self.pos_weight) else self.pos_weight
+        if (not isinstance(weights, (tuple, list)) or not weights
                 or not all(_is_number(w) and w > 0 for w in weights)):
-            raise ValueError(f"pos_weight must be one positive number or one per channel "
-                             f"({self.channels}), got {self.pos_weight!r}")
-        self.pos_weight = tuple(float(w) for w in weights)
+            raise ValueError(f"pos_weight must be one positive number or one per channel, got {self.pos_weight!r}")
+        self.pos_weight = float(weights[0]) if _is_number(self.pos_weight) else tuple(float(w) for w in weights)
         for name in ("ema_decay", "commitment_weight", "dead_code_threshold", "focal_gamma", "usage_weight",
                      "usage_temperature"):
             if not _is_number(getattr(self, name)):
@@ -125,12 +121,6 @@ class VQVAEConfig:
             raise ValueError(f"mix must be one of {', '.join(MIXES)}, got {self.mix!r}")
         if self.codebook_size < 2:
             raise ValueError(f"codebook_size must be at least 2, got {self.codebook_size}")
-        if self.latent_keys > self.n_keys:
-            raise ValueError(f"latent_keys={self.latent_keys} is more than n_keys={self.n_keys}")
-        if self.steps % (self.latent_steps * self.patch[1]):
-            raise ValueError(f"steps={self.steps} must be divisible by latent_steps * patch[1] = "
-                             f"{self.latent_steps} * {self.patch[1]} (frames are not padded in time; "
-                             "change patch or latent_steps)")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in (0, 1), got {self.ema_decay}")
         for name in ("commitment_weight", "dead_code_threshold", "focal_gamma", "usage_weight"):
@@ -139,15 +129,21 @@ class VQVAEConfig:
         if self.usage_temperature <= 0:
             raise ValueError(f"usage_temperature must be positive, got {self.usage_temperature}")
 
-    @property
-    def padded_keys(self) -> int:
-        """Keys after padding: the next multiple of latent_keys * patch[0] (88 -> 96).
-
-        88 = 8 x 11 has no factor to split over two strided stages, 96 = 8 x 4 x 3 does, and a
-        latent row then covers 12 keys, about one octave.
-        """
-        unit = self.latent_keys * self.patch[0]
-        return math.ceil(self.n_keys / unit) * unit
+    def check_frame(self, frame_shape: tuple) -> None:
+        """Refuse a frame `(C, K, T)` this model cannot cut into its latent grid."""
+        channels, keys, steps = frame_shape
+        for name, value in zip(("channels", "keys", "steps"), frame_shape):
+            if type(value) is not int or value <= 0:
+                raise ValueError(f"the frame's {name} must be a positive integer, got {value!r}")
+        if self.latent_keys > keys:
+            raise ValueError(f"latent_keys={self.latent_keys} is more than the frame's {keys} keys")
+        if steps % (self.latent_steps * self.patch[1]):
+            raise ValueError(f"the frame's {steps} steps must be divisible by latent_steps * patch[1] = "
+                             f"{self.latent_steps} * {self.patch[1]} (frames are not padded in time; "
+                             "change patch or latent_steps)")
+        if not _is_number(self.pos_weight) and len(self.pos_weight) != channels:
+            raise ValueError(f"pos_weight must be one positive number or one per channel ({channels}), "
+                             f"got {self.pos_weight!r}")
 
     @property
     def latent_shape(self) -> tuple:
@@ -220,15 +216,26 @@ class GridMix(nn.Module):
         return self.proj(x.flatten(1)).view(x.shape[0], self.out_channels, *self.shape)
 
 
-def _key_padding(cfg: VQVAEConfig) -> int:
+def _padded_keys(cfg: VQVAEConfig, keys: int) -> int:
+    """Keys after padding: the next multiple of latent_keys * patch[0] (88 -> 96).
+
+    88 = 8 x 11 has no factor to split over two strided stages, 96 = 8 x 4 x 3 does, and a
+    latent row then covers 12 keys, about one octave.
+    """
+    unit = cfg.latent_keys * cfg.patch[0]
+    return math.ceil(keys / unit) * unit
+
+
+def _key_padding(cfg: VQVAEConfig, keys: int) -> int:
     """Rows of padding below the lowest key (and at least as many above the highest)."""
-    return math.ceil((cfg.padded_keys - cfg.n_keys) / 2)
+    return math.ceil((_padded_keys(cfg, keys) - keys) / 2)
 
 
-def _down(cfg: VQVAEConfig) -> tuple:
+def _down(cfg: VQVAEConfig, frame_shape: tuple) -> tuple:
     """Stride of the second stage, from the patch grid to the latent grid: (3, 3) by default."""
-    return (cfg.padded_keys // cfg.patch[0] // cfg.latent_keys,
-            cfg.steps // cfg.patch[1] // cfg.latent_steps)
+    _, keys, steps = frame_shape
+    return (_padded_keys(cfg, keys) // cfg.patch[0] // cfg.latent_keys,
+            steps // cfg.patch[1] // cfg.latent_steps)
 
 
 def _to_patches(x: torch.Tensor, latent_shape: tuple) -> torch.Tensor:
@@ -246,20 +253,21 @@ def _from_patches(x: torch.Tensor, latent_shape: tuple) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    def __init__(self, cfg: VQVAEConfig):
+    def __init__(self, cfg: VQVAEConfig, frame_shape: tuple):
         super().__init__()
         w1, w2 = cfg.widths
+        channels, keys, _ = frame_shape
         self.cfg, self.patches = cfg, cfg.mix == "patch"
-        pad = _key_padding(cfg)
-        self.key_padding = (0, 0, pad, cfg.padded_keys - cfg.n_keys - pad)  # F.pad order: T, then keys
+        pad = _key_padding(cfg, keys)
+        self.key_padding = (0, 0, pad, _padded_keys(cfg, keys) - keys - pad)  # F.pad order: T, then keys
         self.net = nn.Sequential(
             # the convolution pads the keys itself (88 + 2 * 4 = 96); an odd remainder falls off
             # the end of the strided grid, so only padding is ever dropped
-            nn.Conv2d(cfg.channels, w1, cfg.patch, stride=cfg.patch,
+            nn.Conv2d(channels, w1, cfg.patch, stride=cfg.patch,
                       padding=(0 if self.patches else pad, 0)),  # (B, C, 88, 24) -> (B, W1, 24, 6)
             *[ResBlock(w1) for _ in range(cfg.n_res_blocks)],
             nn.ReLU(),
-            nn.Conv2d(w1, w2, _down(cfg), stride=_down(cfg)),  # (B, W1, 24, 6) -> (B, W2, 8, 2)
+            nn.Conv2d(w1, w2, _down(cfg, frame_shape), stride=_down(cfg, frame_shape)),  # (B, W1, 24, 6) -> (B, W2, 8, 2)
             *[ResBlock(w2) for _ in range(cfg.n_res_blocks)],
             nn.ReLU(),
             # (B, W2, 8, 2) -> (B, D, 8, 2)
@@ -275,11 +283,12 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, cfg: VQVAEConfig):
+    def __init__(self, cfg: VQVAEConfig, frame_shape: tuple):
         super().__init__()
         w1, w2 = cfg.widths
+        channels, keys, _ = frame_shape
         self.cfg, self.patches = cfg, cfg.mix == "patch"
-        self.keys = slice(_key_padding(cfg), _key_padding(cfg) + cfg.n_keys)
+        self.keys = slice(_key_padding(cfg, keys), _key_padding(cfg, keys) + keys)
         if cfg.mix == "global":
             first = GridMix(cfg.code_dim, w2, cfg.latent_shape)
         else:  # a patch sees only its own code
@@ -288,10 +297,10 @@ class Decoder(nn.Module):
             first,  # (B, D, 8, 2) -> (B, W2, 8, 2)
             *[ResBlock(w2) for _ in range(cfg.n_res_blocks)],
             nn.ReLU(),
-            Unpatch(w2, w1, _down(cfg)),  # (B, W2, 8, 2) -> (B, W1, 24, 6)
+            Unpatch(w2, w1, _down(cfg, frame_shape)),  # (B, W2, 8, 2) -> (B, W1, 24, 6)
             *[ResBlock(w1) for _ in range(cfg.n_res_blocks)],
             nn.ReLU(),
-            Unpatch(w1, cfg.channels, cfg.patch),  # (B, W1, 24, 6) -> (B, C, 96, 24)
+            Unpatch(w1, channels, cfg.patch),  # (B, W1, 24, 6) -> (B, C, 96, 24)
         )
 
     def forward(self, z):
@@ -309,10 +318,13 @@ class VQVAE(nn.Module):
     exactly `forward(x)["logits"]` in eval mode.
     """
 
-    def __init__(self, config: VQVAEConfig | None = None):
+    def __init__(self, config: VQVAEConfig | None = None, frame_shape: tuple | None = None):
         super().__init__()
         self.config = cfg = config if config is not None else VQVAEConfig()
-        self.encoder = Encoder(cfg)
+        # (channels, keys, steps): the grid's (`FrameGrid.frame_shape`), which owns it; never a config entry
+        self.frame_shape = tuple(frame_shape) if frame_shape is not None else FrameGrid().frame_shape
+        cfg.check_frame(self.frame_shape)
+        self.encoder = Encoder(cfg, self.frame_shape)
         self.quantizer = VectorQuantizer(cfg.codebook_size, cfg.code_dim, decay=cfg.ema_decay,
                                          commitment_weight=cfg.commitment_weight,
                                          dead_code_threshold=cfg.dead_code_threshold,
@@ -320,7 +332,7 @@ class VQVAE(nn.Module):
                                          normalize=cfg.normalize_codes,
                                          usage_weight=cfg.usage_weight,
                                          usage_temperature=cfg.usage_temperature)
-        self.decoder = Decoder(cfg)
+        self.decoder = Decoder(cfg, self.frame_shape)
         self.register_buffer("pos_weight", torch.tensor(cfg.pos_weight).view(-1, 1, 1), persistent=False)
         # The weighted loss trains logits towards log(w * p / (1 - p)), so a cell is on at
         # p > 1/2 where its logit passes log(w). Measured on the bundled VAE, deciding there
@@ -333,8 +345,7 @@ class VQVAE(nn.Module):
             [cfg.index_of(k, t) for k in range(keys) for t in range(steps)]), persistent=False)
 
     def _as_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        expected = (cfg.channels, cfg.n_keys, cfg.steps)
+        expected = self.frame_shape
         if frames.dim() != 4 or tuple(frames.shape[1:]) != expected:
             raise ValueError(f"frames must have shape (B, {', '.join(map(str, expected))}), "
                              f"got {tuple(frames.shape)}")
@@ -413,11 +424,12 @@ class VQVAE(nn.Module):
         if indices.dim() != 3:
             raise ValueError(f"indices must have shape (S, N, {cfg.n_indices}), got {tuple(indices.shape)}")
         n_pieces, n_frames = indices.shape[:2]
-        out = np.empty((n_pieces, n_frames, cfg.channels, cfg.n_keys, cfg.steps), dtype=np.uint8)
-        by_note = cfg.note_cost is not None and cfg.channels == 2
+        channels, keys, steps = self.frame_shape
+        out = np.empty((n_pieces, n_frames, channels, keys, steps), dtype=np.uint8)
+        by_note = cfg.note_cost is not None and channels == 2
         if by_note:
             carry = None if carry is None else np.asarray(carry, dtype=bool).reshape(-1)
-            decoder = NoteDecoder(n_pieces * cfg.n_keys, cfg.note_cost, carry)
+            decoder = NoteDecoder(n_pieces * keys, cfg.note_cost, carry)
         for start in range(0, n_frames, chunk):
             part = indices[:, start:start + chunk]
             n = part.shape[1]
@@ -427,13 +439,13 @@ class VQVAE(nn.Module):
                 out[:, start:start + n] = cells.reshape(n_pieces, n, *cells.shape[1:]).numpy()
                 continue
             # (S*n, C, K, T) -> time first, then piece and key: (n*T, C, S*K)
-            log_odds = (logits - self.threshold).reshape(n_pieces, n, cfg.channels, cfg.n_keys, cfg.steps)
-            log_odds = log_odds.permute(1, 4, 2, 0, 3).reshape(n * cfg.steps, cfg.channels, -1)
+            log_odds = (logits - self.threshold).reshape(n_pieces, n, channels, keys, steps)
+            log_odds = log_odds.permute(1, 4, 2, 0, 3).reshape(n * steps, channels, -1)
             log_odds = log_odds.to("cpu", torch.float32).numpy()
             decoder.push(log_odds[:, 0], log_odds[:, 1])
         if by_note:
             for channel, cells in enumerate(decoder.finish()):  # onset, then sounding: (N*T, S*K)
-                cells = cells.reshape(n_frames, cfg.steps, n_pieces, cfg.n_keys)
+                cells = cells.reshape(n_frames, steps, n_pieces, keys)
                 out[:, :, channel] = cells.transpose(2, 0, 3, 1)
         return out
 

@@ -7,11 +7,11 @@ usage falls below a threshold are restarted from encoder outputs of the current 
 keeps a small codebook fully used. The "error" restart draws those outputs in proportion to
 their squared distance from their code (as k-means++ seeds), to aim codes at the vectors the
 codebook serves worst rather than at the empty patches that make most of a piano roll; measured,
-it rebuilds fewer held-out notes than the default uniform draw (README, "Codebook size").
+it rebuilds fewer held-out notes than the default uniform draw (docs/results.md).
 An optional usage penalty (`usage_weight`) also pushes the encoder to spread each batch over
 more codes: restarts revive codes, the penalty makes the encoder use them. On the Goldberg
 corpus it lifts held-out perplexity and rebuilds more notes, but the transformer writes less
-tonal music on its codes, so it is off by default (README, "The codebook-usage penalty").
+tonal music on its codes, so it is off by default (docs/results.md).
 Under `torch.distributed` the per-code counts and sums are summed over ranks before the EMA
 step, restarted codes are broadcast from rank 0, so every rank holds the same codebook, and the
 usage penalty sees every rank's batch.

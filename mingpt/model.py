@@ -31,21 +31,16 @@ import torch.nn.functional as F
 
 @dataclass
 class GPTConfig:
-    """Model shape and regularisation; the defaults are a 174k-parameter model.
-
-    Sized for ~100k training tokens over a 16-symbol vocabulary (about two parameters per
-    token, with dropout) and for sampling on a laptop CPU: on a 2-core EPYC with its other core
-    busy, one thread, it samples ~7,000 tokens/s at batch 1 and ~48,000 at batch 32, flat from
-    2k to 8k tokens. Width is what costs: n_embd 128 (691k parameters) samples ~3,800 and
-    ~14,000 (benchmarks/sampling.py --sweep has the whole curve).
-    """
+    """Model shape and regularisation; the defaults are the shipped transformer's (about 1.7M
+    parameters with a 512-entry vocabulary). Width is what costs when sampling on a small CPU:
+    `benchmarks/sampling.py --sweep` measures the whole curve."""
 
     vocab_size: int = 16
     block_size: int = 192  # attention span, in tokens, the current one included
     n_layer: int = 4
     n_head: int = 4
     n_kv_head: int | None = 1  # key/value heads shared by groups of query heads; None: n_head
-    n_embd: int = 64
+    n_embd: int = 192
     dropout: float = 0.1  # on the embeddings and on each residual branch
     bias: bool = False  # biases in linear layers and layer norms
     extra_vocab_sizes: tuple[int, ...] = ()  # one embedding table per extra per-token input

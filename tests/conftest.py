@@ -8,6 +8,7 @@ most users would, one pretty_midi instrument per voice.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -16,7 +17,12 @@ import numpy as np
 import pretty_midi
 import pytest
 
-GOLDBERG_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "goldberg"
+# The Goldberg corpus is data, never in the repository: BACHSFORMER_GOLDBERG names it, else the
+# folder `python -m bachsformer.corpus goldberg` fills, else the shared copy beside the checkout.
+REPOSITORY = Path(__file__).resolve().parents[1]
+GOLDBERG_DIR = next((d for d in (Path(os.environ.get("BACHSFORMER_GOLDBERG", REPOSITORY / "data/midi/goldberg")),
+                                 REPOSITORY.parent / "shared" / "corpora" / "goldberg") if any(d.glob("*.mid"))),
+                    REPOSITORY / "data" / "midi" / "goldberg")
 DRUMS = 9  # zero-based MIDI channel of General MIDI percussion
 
 
@@ -147,12 +153,12 @@ TINY_GPT = ["--model.n_layer=1", "--model.n_head=2", "--model.n_embd=16", "--dat
 @pytest.fixture(scope="session")
 def tiny_vae(tiny_corpus, tmp_path_factory) -> Path:
     """A VQ-VAE trained for one epoch on the tiny corpus, exported as a bundled checkpoint would be."""
-    from bachsformer.config import build_config
-    from bachsformer.runtime import export_weights
-    from bachsformer.vae_training import SECTIONS, train_vae
+    from bachsformer.train.config import build_config
+    from bachsformer.train.run_folder import export_weights
+    from bachsformer.train.vae import VAERecipe, train_vae
 
     folder = tmp_path_factory.mktemp("tiny-vae")
-    config = build_config(SECTIONS, overrides=[
+    config = build_config(VAERecipe, overrides=[
         f"--data.midi_dir={tiny_corpus}", "--data.held_out=[p3]", f"--data.cache_dir={folder / 'cache'}",
         f"--train.out_dir={folder / 'run'}", "--train.epochs=1", "--train.batch_size=16", "--train.threads=1",
         "--train.monitor_pieces=0", *TINY_VAE])
@@ -166,12 +172,12 @@ def tiny_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
     """A checkpoint folder (vae.pt, transformer.pt) of tiny models, laid out as checkpoints/ is."""
     import shutil
 
-    from bachsformer.config import build_config
-    from bachsformer.runtime import export_weights
-    from bachsformer.transformer_training import SECTIONS, train_transformer
+    from bachsformer.train.config import build_config
+    from bachsformer.train.run_folder import export_weights
+    from bachsformer.train.transformer import TransformerRecipe, train_transformer
 
     folder = tmp_path_factory.mktemp("tiny-pair")
-    config = build_config(SECTIONS, overrides=[
+    config = build_config(TransformerRecipe, overrides=[
         f"--data.midi_dir={tiny_corpus}", f"--data.vae={tiny_vae}", "--data.held_out=[p3]",
         f"--data.cache_dir={folder / 'cache'}", f"--train.out_dir={folder / 'run'}", "--train.max_steps=4",
         "--train.eval_every=4", "--train.batch_size=8", "--train.threads=1", *TINY_GPT])

@@ -1,0 +1,14 @@
+"""Where the bundled weights and recipes live: found from this package, never from the working
+directory, so every command and the API find them wherever they are run from.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+BUNDLED_CHECKPOINTS = REPOSITORY / "checkpoints"
+CONFIGS = REPOSITORY / "configs"
+VAE_FILE, TRANSFORMER_FILE = "vae.pt", "transformer.pt"  # the two files of a checkpoint folder
+BUNDLED_VAE = BUNDLED_CHECKPOINTS / VAE_FILE
+VAE_RECIPE = CONFIGS / "ludovico_vae.yaml"
+TRANSFORMER_RECIPE = CONFIGS / "bachsformer.yaml"

@@ -1,0 +1,265 @@
+"""Generation from a trained pair: the API, the command line, prompts, determinism, bad input."""
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bachsformer.generation import Bachsformer
+from bachsformer.tonality import NO_KEY, local_keys
+from conftest import write_midi
+from ludovico_vae.frames import score_to_piece
+from ludovico_vae.midi import read_midi
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+import generate  # noqa: E402
+
+
+def _bytes(midi) -> bytes:
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_pair):
+    torch.set_num_threads(1)
+    return Bachsformer.from_checkpoints(tiny_pair, "cpu")
+
+
+@pytest.mark.parametrize("meter, frames", [((3, 4), 6), ((4, 4), 8), ((6, 8), 6), ((3, 8), 3)])
+def test_a_piece_has_the_bars_and_meter_asked_for(model, meter, frames):
+    piece = model.generate(bars=2, seed=1, meter=meter, qpm=90)[0]
+    assert piece.frames.shape == (frames, 2, 88, 24) and piece.prompt_frames == 0
+    assert len(piece.tokens) == frames * 16
+    signature = piece.midi.time_signature_changes[0]
+    assert (signature.numerator, signature.denominator) == meter
+    assert piece.midi.get_tempo_changes()[1][0] == pytest.approx(90, rel=1e-4)
+
+
+def test_the_same_seed_gives_the_same_midi_and_another_seed_another(model):
+    a, b = (model.generate(bars=4, seed=3, temperature=1.5)[0] for _ in range(2))
+    c = model.generate(bars=4, seed=4, temperature=1.5)[0]
+    assert _bytes(a.midi) == _bytes(b.midi)
+    assert not np.array_equal(a.tokens, c.tokens)
+
+
+def test_the_whole_distribution_is_the_default(model):
+    default, nucleus, narrow = (model.generate(bars=4, seed=3, **kw)[0].tokens
+                                for kw in ({}, dict(top_p=1.0), dict(top_p=0.3)))
+    assert np.array_equal(default, nucleus)
+    assert not np.array_equal(default, narrow)  # top_p matters, so the equality above says something
+
+
+def test_the_command_leaves_top_p_to_the_api_unless_given(tiny_pair, tmp_path, monkeypatch):
+    seen = []
+    original = Bachsformer.generate
+
+    def recording(self, **kwargs):
+        seen.append(kwargs.get("top_p", "api default"))
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Bachsformer, "generate", recording)
+    base = ["--checkpoint-dir", str(tiny_pair), "--bars", "2", "--device", "cpu"]
+    assert generate.main(base + ["--out", str(tmp_path / "a.mid")]) == 0
+    assert generate.main(base + ["--out", str(tmp_path / "b.mid"), "--top-p", "0.3"]) == 0
+    assert seen == ["api default", 0.3]
+
+
+def test_a_batch_is_the_pieces_one_by_one_in_shape(model):
+    pieces = model.generate(bars=2, seed=0, num_samples=3, top_k=4, top_p=0.9)
+    assert len(pieces) == 3 and all(p.frames.shape == pieces[0].frames.shape for p in pieces)
+
+
+def test_a_long_piece_slides_past_the_context(model):
+    context_frames = model.transformer.config.block_size // 16
+    piece = model.generate(bars=3 * context_frames, seed=0, meter=(1, 4))[0]
+    assert len(piece.frames) == 3 * context_frames
+
+
+def test_a_continuation_keeps_the_prompt_exactly_and_has_no_seam(model, tmp_path):
+    notes = [(60 + i % 5, i * 0.5, i * 0.5 + 0.5) for i in range(16)] + [(48, 7.0, 9.5)]  # one note crosses bar 2
+    prompt = score_to_piece(read_midi(write_midi(tmp_path / "p.mid", notes)), model.grid)
+    piece = model.generate(bars=2, seed=0, prompt=prompt)[0]
+    assert piece.prompt_frames == len(prompt) == 10
+    np.testing.assert_array_equal(piece.frames[:len(prompt)], prompt.frames)
+    assert len(piece.frames) == len(prompt) + 8  # 2 bars of 4/4 follow, no frame dropped or repeated
+    trimmed = model.generate(bars=1, seed=0, prompt=prompt, prompt_bars=1)[0]
+    np.testing.assert_array_equal(trimmed.frames[:4], prompt.frames[-4:])
+    assert len(trimmed.frames) == 4 + 4
+    assert trimmed.midi.instruments[0].notes[0].start < 60 / 120 * 4  # no silence left where bars were cut
+
+
+def _input_seen(model, monkeypatch, name: str, **options) -> np.ndarray:
+    """Extra input `name` of each frame the transformer is asked to write, (samples, frames), read
+    off the extras it is handed (prompt frames first)."""
+    from bachsformer.tokens import EXTRA_INPUTS
+
+    seen = {}
+
+    def fake_generate(idx, max_new_tokens, extras=None, **_):
+        seen["extras"] = extras[:, ::16, list(EXTRA_INPUTS).index(name)].numpy()  # one value per frame
+        return torch.cat([idx, torch.zeros(idx.shape[0], max_new_tokens, dtype=idx.dtype)], dim=1)
+
+    monkeypatch.setattr(model, "extra_inputs", [*EXTRA_INPUTS])
+    monkeypatch.setattr(model.transformer, "generate", fake_generate)
+    model.generate(**options)
+    return seen["extras"]
+
+
+def _prompt(tmp_path, grid, pitches=(60, 62, 64, 65, 67)):
+    notes = [(pitches[i % len(pitches)], i * 0.5, i * 0.5 + 0.5) for i in range(16)]
+    return score_to_piece(read_midi(write_midi(tmp_path / "p.mid", notes)), grid)  # 8 frames
+
+
+def test_progress_runs_through_the_piece_written(model, monkeypatch, tmp_path):
+    progress = _input_seen(model, monkeypatch, "progress", bars=8, meter=(4, 4))[0]  # 32 frames after a silent one
+    assert progress.tolist() == [0] + np.repeat(np.arange(16), 2).tolist()
+    prompt = _prompt(tmp_path, model.grid)
+    progress = _input_seen(model, monkeypatch, "progress", bars=6, meter=(4, 4), prompt=prompt)[0]  # 8 + 24 frames
+    context = model.transformer.config.block_size // 16
+    assert progress.tolist() == np.repeat(np.arange(16), 2)[8 - context:].tolist()
+
+
+G, D, E_MINOR = 7, 2, 12 + 4  # indices into music_stats.SCALES
+PLANS = [{"name": "waltz", "meter": [3, 4], "keys": [D] * 6},
+         {"name": "home", "meter": [4, 4], "keys": [G] * 4 + [E_MINOR] * 2 + [NO_KEY] * 2}]
+
+
+def test_a_piece_follows_a_key_plan_of_its_meter(model, monkeypatch):
+    monkeypatch.setattr(model, "key_plans", PLANS)
+    keys = _input_seen(model, monkeypatch, "local_key", bars=4, meter=(4, 4), num_samples=3)  # 16 frames
+    home = [G] + [G] * 8 + [E_MINOR] * 4 + [NO_KEY] * 4  # the silent lead-in first, then the plan stretched
+    assert keys.tolist() == [home] * 3
+    pieces = model.generate(bars=1, meter=(3, 4), num_samples=2)
+    assert [p.key_plan for p in pieces] == ["waltz", "waltz"]
+    keys = _input_seen(model, monkeypatch, "local_key", bars=4, meter=(4, 4), key_plan="waltz")
+    assert keys.tolist() == [[D] * 17]  # a plan named is followed whatever its meter
+    with pytest.raises(ValueError, match="no key plan named 'aria'"):
+        model.generate(bars=1, key_plan="aria")
+
+
+def test_a_continuation_keeps_its_prompts_keys_and_moves_the_plan_home(model, monkeypatch, tmp_path):
+    monkeypatch.setattr(model, "key_plans", PLANS[1:])
+    prompt = _prompt(tmp_path, model.grid, pitches=(62, 64, 66, 67, 69, 71, 73))  # D major, 8 frames
+    assert local_keys(prompt.frames).tolist() == [D] * 8
+    keys = _input_seen(model, monkeypatch, "local_key", bars=2, meter=(4, 4), prompt=prompt)[0]
+    B_MINOR = 12 + 11  # E minor moved as G moves to D
+    expected = [D] * 8 + [B_MINOR] * 4 + [NO_KEY] * 4  # the plan stretched over 8 + 8 frames
+    assert keys.tolist() == expected[-len(keys):]  # the frames the transformer sees
+
+
+def test_a_model_without_local_keys_is_told_none(model, monkeypatch):
+    monkeypatch.setattr(model, "key_plans", PLANS)
+    assert "local_key" not in model.extra_inputs
+    assert all(p.key_plan is None for p in model.generate(bars=1, num_samples=2))
+
+
+def _guidance_seen(model, monkeypatch, **options) -> dict:
+    """The keyword arguments the transformer's generate receives."""
+    seen = {}
+
+    def fake_generate(idx, max_new_tokens, **kwargs):
+        seen.update(kwargs)
+        return torch.cat([idx, torch.zeros(idx.shape[0], max_new_tokens, dtype=idx.dtype)], dim=1)
+
+    monkeypatch.setattr(model.transformer, "generate", fake_generate)
+    model.generate(bars=1, **options)
+    return seen
+
+
+def test_key_guidance_contrasts_the_key_a_whole_tone_either_side(model, monkeypatch, tmp_path):
+    from bachsformer.generation import DEFAULT_KEY_GUIDANCE
+
+    seen = _guidance_seen(model, monkeypatch, num_samples=2)
+    key = model.extra_inputs.index("key")
+    assert seen["guidance"] == DEFAULT_KEY_GUIDANCE > 0
+    extras, contrasts = seen["extras"], seen["contrast_extras"]
+    assert contrasts.shape == (2, *extras.shape)
+    assert (contrasts[0, ..., key] == 2).all() and (contrasts[1, ..., key] == 10).all() and (extras[..., key] == 0).all()
+    others = [i for i in range(extras.shape[-1]) if i != key]
+    assert torch.equal(contrasts[..., others], extras[None, ..., others].expand(2, -1, -1, -1))
+    assert "guidance" not in _guidance_seen(model, monkeypatch, key_guidance=0)
+    prompt = _prompt(tmp_path, model.grid)  # may be in any key: unguided unless asked
+    assert "guidance" not in _guidance_seen(model, monkeypatch, prompt=prompt)
+    assert _guidance_seen(model, monkeypatch, prompt=prompt, key_guidance=0.5)["guidance"] == 0.5
+    monkeypatch.setattr(model, "unkeyed", True)  # trained with key dropout: the contrast is "no key"
+    contrasts = _guidance_seen(model, monkeypatch)["contrast_extras"]
+    assert contrasts.shape[0] == 1 and (contrasts[0, ..., key] == 12).all()
+    monkeypatch.setattr(model, "extra_inputs", ["frame_index", "beat"])  # no key input: nothing to guide
+    assert "guidance" not in _guidance_seen(model, monkeypatch)
+
+
+def test_key_guidance_changes_the_piece_and_stays_deterministic(model):
+    guided = model.generate(bars=2, seed=3)[0].tokens
+    assert np.array_equal(guided, model.generate(bars=2, seed=3)[0].tokens)
+    assert not np.array_equal(guided, model.generate(bars=2, seed=3, key_guidance=0)[0].tokens)
+
+
+@pytest.mark.parametrize("bad", [dict(bars=0), dict(temperature=0), dict(top_p=1.5), dict(num_samples=0),
+                                 dict(key_guidance=-1), dict(key_guidance=float("inf"))])
+def test_bad_options_raise(model, bad):
+    with pytest.raises(ValueError):
+        model.generate(**{"bars": 1, **bad})
+
+
+def test_the_command_writes_names_and_never_overwrites(tiny_pair, tmp_path, capsys):
+    args = ["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "2", "--seed", "5", "--png",
+            "--device", "cpu"]
+    assert generate.main(args) == 0
+    written = capsys.readouterr().out.split()
+    assert [Path(p).name for p in written] == ["bachsformer-seed5-2bars-t1.mid", "bachsformer-seed5-2bars-t1.png"]
+    first = Path(written[0]).read_bytes()
+    assert generate.main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert generate.main(args + ["--force"]) == 0
+    assert Path(written[0]).read_bytes() == first  # same seed, same bytes
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--temperature", "0"], "--temperature"),
+    (["--top-p", "0"], "--top-p"),
+    (["--bars", "-3"], "argument --bars: must be at least 1"),
+    (["--device", "tpu"], "device"),
+    (["--meter", "3/5"], "--meter"),
+    (["--checkpoint-dir", "/no/such/folder"], "no such checkpoint folder"),
+    (["--prompt", "/no/such.mid"], "no such file"),
+    (["--key-plan", "988-v01"], "needs a transformer trained with the local_key input"),
+    (["--key-guidance", "-0.5"], "--key-guidance"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(tiny_pair, tmp_path, capsys, args, words):
+    base = ["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "1"]
+    assert generate.main(base + args) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_a_corrupt_checkpoint_is_one_line(tiny_pair, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "vae.pt").write_bytes((tiny_pair / "vae.pt").read_bytes()[:1000])
+    (broken / "transformer.pt").write_bytes((tiny_pair / "transformer.pt").read_bytes())
+    assert generate.main(["--checkpoint-dir", str(broken), "--out", str(tmp_path)]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+
+
+def test_the_script_runs_as_a_process(tiny_pair, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "generate.py"), "--checkpoint-dir", str(tiny_pair),
+                             "--out", str(tmp_path / "one.mid"), "--bars", "1"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "one.mid").exists() and result.stdout.strip().endswith("one.mid")
+
+
+def test_the_bundled_weights_load_and_write_music(tmp_path):
+    """The pair in checkpoints/ is what users run first: it must load with this code and play."""
+    bundled = ROOT / "checkpoints"
+    if not (bundled / "vae.pt").exists() or not (bundled / "transformer.pt").exists():
+        pytest.skip(f"no bundled weights in {bundled}")
+    model = Bachsformer.from_checkpoints(bundled, "cpu")
+    piece = model.generate(bars=2, seed=0)[0]
+    assert piece.frames.shape[0] == 2 * model.meter[0] * 4 // model.meter[1]
+    assert len(piece.midi.instruments[0].notes) > 0
