@@ -56,19 +56,13 @@ class VQVAEConfig:
     # which encoder output a dead code restarts at: "uniform" at random, "error" in proportion
     # to its squared distance from its code (ludovico_vae.quantizer)
     dead_code_restart: str = "uniform"
-    # compare encoder outputs and codes by angle: both are put on the unit sphere before the
-    # lookup (Yu et al. 2022, "Vector-quantized image modeling with improved VQGAN"), a known
-    # cure for unused codes; measured in docs/results.md
+    # compare encoder outputs and codes by angle, on the unit sphere (Yu et al. 2022, improved VQGAN)
     normalize_codes: bool = False
-    # weight of the codebook-usage penalty (ludovico_vae.quantizer.VectorQuantizer.usage_loss),
-    # which pushes the encoder to spread a batch over more codes; 0 turns it off. At 0.2: held-out
-    # note F1 0.787 and perplexity 73% against 0.761 and 62%, but the transformer's samples on
-    # those codes are less tonal (docs/results.md)
+    # weight of the codebook-usage penalty (`VectorQuantizer.usage_loss`); 0 turns it off: it
+    # spreads codes, but the transformer writes less tonal music on them (docs/results.md)
     usage_weight: float = 0.0
     usage_temperature: float = 0.1  # in squared distance between an encoder output and a code
-    # BCE weight of "on" cells, one per channel or one for all. Onsets are the sparser channel
-    # (0.29% of Goldberg cells against 2.7% sounding), so they get the larger weight. Weights of
-    # 1-4 rebuild as many held-out notes, 8 / 4 and a focal term fewer (docs/results.md).
+    # BCE weight of "on" cells, one per channel or one for all: onsets are the sparser channel
     pos_weight: float | tuple[float, ...] = (4.0, 2.0)
     focal_gamma: float = 0.0  # > 0 multiplies each cell's BCE by (1 - p_true) ** gamma
     # "local": each index codes its own patch of the frame (a 1x1 / 3x3 convolution next to the
@@ -80,9 +74,8 @@ class VQVAEConfig:
     # (ludovico_vae.decoding), which rebuilds more notes than deciding each cell on its own;
     # null decides each cell on its own, as `decode_indices(binary=True)` does
     note_cost: float | None = 2.0
-    # the order of a frame's indices, which is the order the transformer writes them in: "band"
-    # gives every time step of the lowest key band, then of the next band up; "time" gives every
-    # band of the first time step, then of the next (docs/results.md)
+    # the order of a frame's indices, which the transformer writes them in: "time" gives every key
+    # band of the first time step, then the next step; "band" every step of one band, then the next
     index_order: str = "time"
 
     def __post_init__(self):
@@ -334,10 +327,8 @@ class VQVAE(nn.Module):
                                          usage_temperature=cfg.usage_temperature)
         self.decoder = Decoder(cfg, self.frame_shape)
         self.register_buffer("pos_weight", torch.tensor(cfg.pos_weight).view(-1, 1, 1), persistent=False)
-        # The weighted loss trains logits towards log(w * p / (1 - p)), so a cell is on at
-        # p > 1/2 where its logit passes log(w). Measured on the bundled VAE, deciding there
-        # rather than at 0 (p > 1 / (1 + w)) lifts held-out note F1 from 0.473 to 0.516: a
-        # doubtful onset cell splits a held note in two, which costs more than a missed one.
+        # The weighted loss trains logits towards log(w * p / (1 - p)), so a cell is on at p > 1/2
+        # where its logit passes log(w): a doubtful onset would split a held note in two.
         self.register_buffer("threshold", self.pos_weight.log(), persistent=False)
         # where each latent cell's code goes among a frame's indices, cells taken row-major
         keys, steps = cfg.latent_shape
