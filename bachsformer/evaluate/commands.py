@@ -5,7 +5,9 @@
     likelihood --checkpoint-dir DIR --midi DIR
                                   transformer bits per token per piece, beside the unigram entropy
     samples GEN_DIR --reference DIR [--held-out NAME ...]
-                                  generated music against the training pieces, beside real music
+                                  generated music against the training pieces, beside real music,
+                                  and each piece's tonal plan and form beside the reference's
+    continuation PROMPT OUT       a prompt's key, meter and tempo against its continuation's
 """
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ from ..paths import BUNDLED_CHECKPOINTS
 from ..runtime import resolve_device
 from ..tokens import encode_piece
 from .likelihood import likelihood, unigram_bits
+from .continuation import pair_files, read_pair
+from .continuation import summarise as summarise_continuations
+from .form import form_of
+from .form import summarise as summarise_form
 from .music_stats import compare, real_music_yardstick
 from .reconstruction import codebook_stats, piece_metrics, reconstruct
 from .roundtrip import add_roundtrip_arguments
@@ -126,17 +132,45 @@ def run_likelihood(args) -> int:
     return 0
 
 
-def _read_notes(path, what: str) -> tuple:
-    """{label: Notes} of every readable MIDI file under `path`, and {label: reason} of the rest."""
+def _read_scores(path, what: str) -> tuple:
+    """{label: Score} of every readable MIDI file under `path`, and {label: reason} of the rest."""
     files, root = midi_files(path)
     pieces, errors = {}, {}
     for file in progress(files, what):
         label = relative_label(file, root)
         try:
-            pieces[label] = read_midi(file).notes
+            pieces[label] = read_midi(file)
         except MidiError as e:
             errors[label] = e.reason
     return pieces, errors
+
+
+FORM_COLUMNS = ["piece", "bars", "key", "keys every 4 bars", "last chord", "ends on tonic", "first half closes",
+                "final note", "repeated bars"]
+
+
+def _form_cells(label: str, row: dict) -> list:
+    return [label, str(row["bars"]), row["key"], row["key_path"], f"{row['final_root']} / {row['final_bass']}",
+            "yes" if row["ends_on_tonic"] else "no", f"{row['half_root']} ({'I or V' if row['half_cadence'] else 'other'})",
+            f"{row['final_note_beats']:g}", f"{row['repeated_bar_share']:.2f}"]
+
+
+def _form_summary_cells(label: str, s: dict) -> list:
+    keys = ", ".join(f"{n} {k}" for k, n in sorted(s["keys"].items(), key=lambda kv: -kv[1])[:3])
+    return [label, "", keys, "", "", f"{s['ends_on_tonic']:.0%}", f"{s['half_cadence']:.0%} I or V",
+            f"{s['final_note_beats']:g}", f"{s['repeated_bar_share']:.2f}"]
+
+
+def _form_report(generated: dict, reference: dict) -> dict:
+    """Every generated piece's tonal plan and form, summarised, with the reference's own beside."""
+    forms = {label: form_of(score) for label, score in generated.items()}
+    real = [form_of(score) for score in reference.values()]
+    rows = [_form_cells(label, f.row()) for label, f in forms.items()]
+    rows.append(_form_summary_cells(f"all {len(forms)}", summarise_form(list(forms.values()))))
+    rows.append(_form_summary_cells(f"reference, {len(real)} pieces", summarise_form(real)))
+    print(format_table(FORM_COLUMNS, rows))
+    return {"pieces": [{"piece": label, **f.row()} for label, f in forms.items()],
+            "summary": summarise_form(list(forms.values())), "reference_summary": summarise_form(real)}
 
 
 def _held_out_labels(reference: dict, names, explicit: bool) -> list:
@@ -196,8 +230,10 @@ def _ranges(result: dict) -> dict:
 
 
 def run_samples(args) -> int:
-    generated, errors = _read_notes(args.path, "samples")
-    reference, reference_errors = _read_notes(args.reference, "reference")
+    generated_scores, errors = _read_scores(args.path, "samples")
+    reference_scores, reference_errors = _read_scores(args.reference, "reference")
+    generated = {label: score.notes for label, score in generated_scores.items()}
+    reference = {label: score.notes for label, score in reference_scores.items()}
     if not reference:
         raise CommandError(f"--reference {args.reference}: no MIDI file could be read "
                            f"({len(reference_errors)} bad, e.g. {next(iter(reference_errors))}: "
@@ -227,6 +263,10 @@ def run_samples(args) -> int:
         print(_sample_table(real, {}))
     else:
         print("real music: only one reference piece, nothing to score it against")
+    print()
+    print("tonal plan and form (ends on tonic: root and lowest note of the last beat; first half: the chord "
+          "on the downbeat of its last bar):")
+    form = _form_report(generated_scores, reference_scores)
     for label, reason in reference_errors.items():
         print(f"reference {label} skipped: {reason}")
     s = result["summary"]
@@ -245,10 +285,47 @@ def run_samples(args) -> int:
             "command": "samples", "path": str(args.path), "reference": str(args.reference),
             "reference_pieces": list(training), "held_out": held_out,
             "reference_errors": [{"piece": label, "error": reason} for label, reason in reference_errors.items()],
-            "pieces": rows, "summary": result["summary"], "range": _ranges(result),
+            "pieces": rows, "summary": result["summary"], "range": _ranges(result), "form": form,
             "real_music": None if real is None else {
                 "against": "the reference minus the piece itself", "pieces": real["rows"],
                 "summary": real["summary"], "range": _ranges(real)}}))
+    return 0
+
+
+CONTINUATION_COLUMNS = ["continuation", "prompt key", "key", "related", "prompt meter", "meter",
+                        "prompt tempo", "tempo"]
+
+
+def run_continuation(args) -> int:
+    prompt, output = Path(args.prompt), Path(args.output)
+    if prompt.is_dir() != output.is_dir():
+        raise CommandError(f"{args.prompt}, {args.output}: give two files, or two folders")
+    prompts, _ = midi_files(prompt)
+    outputs, root = midi_files(output)
+    pairs = pair_files(prompts, outputs) if prompt.is_dir() else [(prompt, output)]
+    if not pairs:
+        raise CommandError(f"{args.output}: no file is named after a prompt in {args.prompt}")
+    rows, results = [], []
+    for prompt_path, output_path in progress(pairs, "continuation"):
+        label = relative_label(output_path, root)
+        try:
+            result = read_pair(prompt_path, output_path)
+        except MidiError as e:
+            rows.append([label, f"ERROR: {e}"] + [""] * (len(CONTINUATION_COLUMNS) - 2))
+            continue
+        r = result.row()
+        results.append((label, result))
+        rows.append([label, r["prompt_key"], r["key"], "same" if result.same_key else "yes" if result.related_key else "no",
+                     r["prompt_meter"], r["meter"], f"{result.prompt_qpm:g}", f"{result.qpm:g}"])
+    if not results:
+        raise CommandError(f"{args.output}: no pair of files could be read")
+    summary = summarise_continuations([r for _, r in results])
+    print(format_table(CONTINUATION_COLUMNS, rows))
+    print(f"{len(results)} continuations: prompt's key kept {summary['same_key']:.0%}, the same or a closely "
+          f"related key {summary['related_key']:.0%}, meter {summary['same_meter']:.0%}, tempo {summary['same_tempo']:.0%}")
+    if args.json:
+        write_json(args.json, {"command": "continuation", "prompt": str(args.prompt), "output": str(args.output),
+                               "pieces": [{"piece": label, **r.row()} for label, r in results], "summary": summary})
     return 0
 
 
@@ -302,6 +379,14 @@ def build_parser() -> CommandParser:
     sam.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     sam.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     sam.set_defaults(run=run_samples)
+
+    con = commands.add_parser("continuation", help="a prompt's key, meter and tempo against its continuation's")
+    con.add_argument("prompt", metavar="PROMPT", help="the prompt MIDI file, or a folder of prompts")
+    con.add_argument("output", metavar="OUT", help="the generated MIDI file, or a folder of them (each named "
+                     "after its prompt, as generate.py names them)")
+    con.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    con.add_argument("--force", action="store_true", help="replace an existing --json FILE")
+    con.set_defaults(run=run_continuation)
     return parser
 
 
