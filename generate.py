@@ -1,7 +1,8 @@
 """Write a new piece in the style of Bach with the bundled weights (checkpoints/).
 
-    python generate.py                                  # 32 bars, seed 0, into generated/
-    python generate.py --bars 16 --seed 7 --temperature 0.9 --top-p 0.95 --num-samples 4
+    python generate.py                                  # a new 32-bar piece each run, into generated/
+    python generate.py --seed 7                         # that piece again (the seed is in its name)
+    python generate.py --bars 16 --seed 7 --temperature 0.9 --top-p 0.95 --num-samples 4   # seeds 7-10
     python generate.py --prompt my_theme.mid --prompt-bars 4 --bars 16 --png
 """
 import math
@@ -11,6 +12,7 @@ from pathlib import Path
 from bachsformer.cli import CommandParser, positive_int, run_main
 from bachsformer.errors import CommandError
 from bachsformer.paths import BUNDLED_CHECKPOINTS
+from ludovico_vae.midi import HARPSICHORD
 
 PROG = "generate.py"
 
@@ -41,22 +43,28 @@ def output_paths(args, names: list) -> list:
 
 
 def sample_names(args) -> list:
-    settings = [f"seed{args.seed}", f"{args.bars}bars", f"t{args.temperature:g}"]
+    """One file name per sample, naming its own seed and every option that changes the music."""
+    settings = [f"{args.bars}bars", f"t{args.temperature:g}"]
     settings += [f"k{args.top_k}"] if args.top_k else []
     settings += [f"p{args.top_p:g}"] if args.top_p else []
-    settings += [f"transpose{args.transpose:+d}"] if args.transpose else []
-    settings += [f"plan-{args.key_plan}"] if args.key_plan else []
     settings += [f"g{args.key_guidance:g}"] if args.key_guidance is not None else []
-    stem = "-".join(([Path(args.prompt).stem] if args.prompt else ["bachsformer"]) + settings)
-    if args.num_samples == 1:
-        return [f"{stem}.mid"]
-    return [f"{stem}-{i + 1}of{args.num_samples}.mid" for i in range(args.num_samples)]
+    settings += [f"plan-{args.key_plan}"] if args.key_plan else []
+    settings += [f"last{args.prompt_bars}bars"] if args.prompt and args.prompt_bars else []
+    settings += [f"meter{args.meter[0]}-{args.meter[1]}"] if args.meter else []
+    settings += [f"{args.bpm:g}bpm"] if args.bpm else []
+    settings += [f"transpose{args.transpose:+d}"] if args.transpose else []
+    settings += [f"program{args.program}"] if args.program != HARPSICHORD else []
+    stem = Path(args.prompt).stem if args.prompt else "bachsformer"
+    return [f"{stem}-seed{args.seed + i}-{'-'.join(settings)}.mid" for i in range(args.num_samples)]
 
 
 def run(args) -> None:
-    from bachsformer.generation import Bachsformer
+    from bachsformer.generation import Bachsformer, fresh_seed
     from ludovico_vae.files import atomic_write
 
+    chosen_seed = args.seed is None
+    if chosen_seed:
+        args.seed = fresh_seed()
     if args.temperature <= 0:
         raise CommandError(f"--temperature must be positive, got {args.temperature:g}")
     if args.top_p is not None and not 0 < args.top_p <= 1:
@@ -96,22 +104,29 @@ def run(args) -> None:
             from bachsformer.audio import write_wav
             write_wav(piece.midi, path.with_suffix(".wav"), args.soundfont)
             print(path.with_suffix(".wav"))
+    if chosen_seed:  # after the files, so an error is still the only line on stderr
+        print(f"seed {args.seed}: --seed {args.seed} writes {'this' if args.num_samples == 1 else 'these'} again",
+              file=sys.stderr)
 
 
 def build_parser() -> CommandParser:
     parser = CommandParser(prog=PROG, description=__doc__.splitlines()[0])
-    parser.add_argument("--bars", type=positive_int, default=32, help="bars to write (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="the same seed and options give the same MIDI")
+    parser.add_argument("--bars", type=positive_int, default=32,
+                        help="bars to write, after the prompt if there is one (default: %(default)s)")
+    parser.add_argument("--seed", type=int, help="write the piece of this seed again: the same seed and options "
+                        "give the same MIDI; with --num-samples N, seeds SEED to SEED+N-1 (default: a new one each run)")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is safer (default: %(default)s)")
     parser.add_argument("--top-k", type=positive_int, help="sample among the k likeliest codes only")
     parser.add_argument("--top-p", type=float,
                         help="sample among the likeliest codes holding this probability; 1: all codes "
                              "(default: the API's, 1)")
-    parser.add_argument("--num-samples", type=positive_int, default=1, help="pieces written in one batch")
+    parser.add_argument("--num-samples", type=positive_int, default=1,
+                        help="pieces written in one batch (default: %(default)s)")
     parser.add_argument("--meter", type=_meter, help="time signature such as 3/4 (default: the corpus' most common)")
     parser.add_argument("--bpm", type=float, help="quarter notes per minute (default: the corpus' median tempo)")
     parser.add_argument("--transpose", type=int, default=0, help="semitones to shift the output by")
-    parser.add_argument("--program", type=int, default=6, help="General MIDI program, 0-based (6: harpsichord, 0: piano)")
+    parser.add_argument("--program", type=int, default=HARPSICHORD,
+                        help="General MIDI program, 0-based (default: %(default)s, harpsichord; 0: piano)")
     parser.add_argument("--key-guidance", type=float, metavar="W",
                         help="pull toward the corpus' key, away from a whole tone off it; 0 turns it off "
                              "(default: the API's, 0.7, and 0 with --prompt)")

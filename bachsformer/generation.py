@@ -8,6 +8,7 @@ decodes them, and the frames become MIDI with real bar lines and tempo.
 from __future__ import annotations
 
 import math
+import secrets
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from .tokens import KEYS, beat_slots, progress_bins, select_extras, silent_frame
 from .tonality import NO_KEY, local_keys
 
 MAX_BARS = 10_000
+MAX_SEED = 2**31  # fresh seeds stay short enough to type
 # Key guidance (classifier-free guidance over the key input): each step draws from
 # log p(key 0) + w * (log p(key 0) - mean log p(key +-2)), away from what the model would write a
 # whole tone higher or lower, a bias its samples share. w = 0.7, chosen on seeds 10-12 and
@@ -44,6 +46,7 @@ class Generated:
     frames: np.ndarray  # (N, 2, 88, T) uint8, the prompt's frames first
     tokens: np.ndarray  # (N_generated * indices_per_frame,) codes of the generated frames
     prompt_frames: int  # how many of the frames are the prompt's
+    seed: int  # generate(seed=seed) alone writes this piece again
     key_plan: str | None = None  # the training piece whose local keys the continuation followed
 
 
@@ -78,8 +81,8 @@ class Bachsformer:
         extras = select_extras(torch.from_numpy(extras), self.extra_inputs)
         return None if extras is None else extras.to(self.device)
 
-    def _key_plans(self, rng: np.random.Generator, n_out: int, context: np.ndarray | None, meter: tuple,
-                   num_samples: int, plan_name: str | None) -> tuple:
+    def _key_plans(self, seeds: list, n_out: int, context: np.ndarray | None, meter: tuple,
+                   plan_name: str | None) -> tuple:
         """(names, keys (num_samples, n_out)): the local keys each sample is told, and whose they are.
 
         The continuation follows the key plan of a training piece (in the output's meter where one
@@ -90,7 +93,7 @@ class Bachsformer:
             if plan_name is not None:
                 raise GenerationError(f"a key plan ({plan_name}) needs a transformer trained with the local_key input; "
                                  "this one was not")
-            return [None] * num_samples, np.full((num_samples, n_out), NO_KEY)
+            return [None] * len(seeds), np.full((len(seeds), n_out), NO_KEY)
         if plan_name is not None:
             plans = [p for p in self.key_plans if p["name"] == plan_name]
             if not plans:
@@ -98,9 +101,9 @@ class Bachsformer:
                                  f"{', '.join(p['name'] for p in self.key_plans)}")
         else:
             plans = [p for p in self.key_plans if tuple(p["meter"]) == tuple(meter)] or self.key_plans
-        chosen = [plans[i] for i in rng.integers(len(plans), size=num_samples)]
+        chosen = [plans[np.random.default_rng(s).integers(len(plans))] for s in seeds]
         prompt_keys = None if context is None else local_keys(context)
-        keys = np.empty((num_samples, n_out), dtype=np.int64)
+        keys = np.empty((len(seeds), n_out), dtype=np.int64)
         for row, plan in zip(keys, chosen):
             plan_keys = np.asarray(plan["keys"], dtype=np.int64)
             row[:] = plan_keys[np.arange(n_out) * len(plan_keys) // n_out]
@@ -109,7 +112,7 @@ class Bachsformer:
                 row[:len(prompt_keys)] = prompt_keys
         return [p["name"] for p in chosen], keys
 
-    def generate(self, bars: int = 32, seed: int = 0, temperature: float = 1.0, top_k: int | None = None,
+    def generate(self, bars: int = 32, seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = DEFAULT_TOP_P, num_samples: int = 1, meter: tuple | None = None,
                  qpm: float | None = None, prompt: Piece | None = None, prompt_bars: int | None = None,
                  transpose: int = 0, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY,
@@ -119,7 +122,8 @@ class Bachsformer:
         Without a prompt a piece starts from the codes of one silent frame placed just before a
         downbeat, which is then dropped. With a prompt, its last `prompt_bars` bars (all, if None)
         are the context and the output holds those frames unchanged, then the continuation.
-        The same seed and options give the same tokens and so the same MIDI. `top_p` defaults to
+        The same seed and options give the same tokens and so the same MIDI; no seed draws a fresh
+        one. Sample i of a batch is the piece `seed + i` alone gives, and says so in its `seed`. `top_p` defaults to
         `DEFAULT_TOP_P` (1: the whole distribution). A model trained with local
         keys follows the key plan of a training piece: `key_plan` names one, else the seed picks.
         `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the key input; None means
@@ -152,8 +156,11 @@ class Bachsformer:
         slots = beat_slots(beat_in_bar, self.n_slots)
         # the output (prompt, then continuation) is the piece whose progress the model is told
         progress = progress_bins(np.arange(len(starts)) - (context is None), n_prompt + n_new)
-        rng = np.random.default_rng(int(seed))
-        plan_names, keys = self._key_plans(rng, n_prompt + n_new, context, (num, den), num_samples, key_plan)
+        if seed is None:
+            seed = fresh_seed()
+        # sample i is the piece `seed + i` alone would give: each has its own random numbers
+        seeds = [int(seed) + i for i in range(num_samples)]
+        plan_names, keys = self._key_plans(seeds, n_prompt + n_new, context, (num, den), key_plan)
         if context is None:  # the silent lead-in frame is told the plan's first key
             keys = np.concatenate([keys[:, :1], keys], axis=1)
 
@@ -166,7 +173,7 @@ class Bachsformer:
         n_context_frames = len(first)
         window = slice(-(n_context_frames + n_new), None)
         extras = self._extras(n_context_frames + n_new, slots[window], progress[window], keys[:, window])
-        generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        generator = [torch.Generator().manual_seed(s) for s in seeds]
         guidance = {}
         if key_guidance and "key" in self.extra_inputs:
             contrasts = _with_keys(extras, self.extra_inputs.index("key"), self.unkeyed)
@@ -184,7 +191,7 @@ class Bachsformer:
             piece_lead_in = 0.0 if context is None else lead_in
             piece = Piece(frames, self.grid, piece_lead_in, tempos, signatures, "bachsformer")
             midi = score_to_midi(piece.score(), program=program, velocity=velocity)
-            results.append(Generated(midi, frames, new_tokens[i].cpu().numpy(), n_prompt, plan_names[i]))
+            results.append(Generated(midi, frames, new_tokens[i].cpu().numpy(), n_prompt, seeds[i], plan_names[i]))
         return results
 
     def _decode(self, indices: torch.Tensor, context: np.ndarray | None) -> np.ndarray:
@@ -212,6 +219,11 @@ class Bachsformer:
             frames, lead_in = frames[len(frames) - keep:], 0.0
             signatures, tempos = _rebase(signatures, origin), _rebase(tempos, origin)
         return frames, signatures, tempos, lead_in
+
+
+def fresh_seed() -> int:
+    """A seed nobody chose, for a new piece each run; printed and kept so it can be played again."""
+    return secrets.randbelow(MAX_SEED)
 
 
 def _with_keys(extras: torch.Tensor, column: int, unkeyed: bool = False) -> torch.Tensor:

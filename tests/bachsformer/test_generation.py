@@ -263,3 +263,29 @@ def test_the_bundled_weights_load_and_write_music(tmp_path):
     piece = model.generate(bars=2, seed=0)[0]
     assert piece.frames.shape[0] == 2 * model.meter[0] * 4 // model.meter[1]
     assert len(piece.midi.instruments[0].notes) > 0
+
+
+def test_each_run_writes_a_new_piece_and_says_its_seed(tiny_pair, tmp_path, capsys):
+    base = ["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "1"]
+    assert generate.main(base) == 0 and generate.main(base) == 0
+    first, second = sorted(tmp_path.glob("*.mid"))
+    assert first.name != second.name, "no --seed: a fresh seed each run, never the same file"
+    err = capsys.readouterr().err
+    seed = int(err.splitlines()[0].split()[1].rstrip(":"))
+    assert f"--seed {seed}" in err and any(f"seed{seed}-" in p.name for p in (first, second))
+
+
+def test_a_batch_holds_the_pieces_of_its_seeds(tiny_pair, tmp_path):
+    base = ["--checkpoint-dir", str(tiny_pair), "--bars", "2"]
+    assert generate.main(base + ["--seed", "5", "--num-samples", "3", "--out", str(tmp_path / "batch")]) == 0
+    assert generate.main(base + ["--seed", "6", "--out", str(tmp_path / "alone.mid")]) == 0
+    names = sorted(p.name for p in (tmp_path / "batch").glob("*.mid"))
+    assert names == [f"bachsformer-seed{s}-2bars-t1.mid" for s in (5, 6, 7)]
+    assert (tmp_path / "batch" / names[1]).read_bytes() == (tmp_path / "alone.mid").read_bytes()
+
+
+def test_file_names_name_everything_that_changes_the_music(tiny_pair, tmp_path):
+    args = ["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "1", "--seed", "4"]
+    for extra in ([], ["--bpm", "90"], ["--meter", "3/4"], ["--program", "0"], ["--transpose", "2"]):
+        assert generate.main(args + extra) == 0, extra
+    assert len(list(tmp_path.glob("*.mid"))) == 5
