@@ -1,3 +1,4 @@
-"""Corpus tools: fetching the Goldberg files (`goldberg`), exporting music21's chorales
-(`music21_export`), checking MIDI files and fuzzing the reader (`fuzz`).
-`python -m bachsformer.corpus` is the command line (`commands`)."""
+"""Corpus tools: fetching the Goldberg files (`goldberg`), exporting any composer of music21's
+corpus as quantised MIDI (`music21_export`), a stable held-out rule for exported parts (`split`),
+checking MIDI files and fuzzing the reader (`fuzz`). `python -m bachsformer.corpus` is the
+command line (`commands`)."""

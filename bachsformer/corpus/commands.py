@@ -3,15 +3,17 @@
     python -m bachsformer.corpus check DIR_OR_FILE [--steps-per-quarter 24] [--json FILE]
     python -m bachsformer.corpus goldberg [--dest data/midi/goldberg] [--base-url URL] [--force]
     python -m bachsformer.corpus chorales [--dest data/midi/chorales] [--limit N] [--force]
+    python -m bachsformer.corpus music21 [--composer NAME ...] [--dest data/midi/music21] [--limit N] [--force]
 
 Exit codes: 0 when there is something usable, 2 with one line on stderr otherwise. Fetching lives
-in `goldberg`, the music21 export in `music21_export`; the frame round trip is a measure
-(`python -m bachsformer.evaluate roundtrip`).
+in `goldberg`, the music21 export in `music21_export`, the held-out rule of exports in `split`;
+the frame round trip is a measure (`python -m bachsformer.evaluate roundtrip`).
 """
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 from ludovico_vae.frames import QUANTISED_SHARE, FrameGrid, score_to_piece
@@ -21,6 +23,7 @@ from ..cli import (CommandParser, count, format_table, frame_grid, midi_files, p
                    positive_seconds, progress, relative_label, run_main, write_json)
 from ..errors import CommandError, ExportError
 from .goldberg import GOLDBERG_BASE_URL, GOLDBERG_SHA256, TIMEOUT_S, fetch_goldberg
+from .split import HELD_OUT_FILE
 
 PROG = "bachsformer.corpus"
 MAX_METERS_SHOWN = 4
@@ -105,7 +108,7 @@ def run_check(args) -> int:
 # ---------------------------------------------------------------- roundtrip
 
 
-# ---------------------------------------------------------------- goldberg and chorales
+# ---------------------------------------------------------------- goldberg, chorales and music21
 
 def _report_fetch(rows: list, columns: list, dest, what: str) -> int:
     """Print the table of a fetch or export; one error line and code 2 if any file failed."""
@@ -150,6 +153,40 @@ def run_chorales(args) -> int:
                                 ("meter", "meters"), ("error", "error")], args.dest, "chorales")
 
 
+def _export_table(parts: list) -> str:
+    table = [[f"{part.composer}/{r.file}", r.status, "" if r.notes is None else str(r.notes),
+              _meters([m.split("/") for m in r.meters]) if r.meters else "", r.error or ""]
+             for part in parts for r in part.rows]
+    return format_table(["file", "status", "notes", "meters", "error"], table, right={2})
+
+
+def _export_summary(part) -> str:
+    counts = {status: sum(r.status == status for r in part.rows) for status in ("written", "exists", "failed")}
+    done = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "nothing to export"
+    return (f"{part.composer}: {count(len(part.rows), 'work')} in {part.folder}: {done}; "
+            f"{len(part.held_out)} held out ({HELD_OUT_FILE})")
+
+
+def run_music21(args) -> int:
+    """Failed works are rows of the table, not errors: the command fails only when nothing is usable."""
+    from .music21_export import export_music21
+
+    parts = export_music21(args.dest, args.composer or (), args.limit, args.force)
+    print(_export_table(parts))
+    for part in parts:
+        print(_export_summary(part))
+    if args.json:
+        write_json(args.json, {"command": "music21", "dest": str(args.dest),
+                                "composers": [{"composer": p.composer, "folder": str(p.folder), "held_out": p.held_out,
+                                               "files": [asdict(r) for r in p.rows]} for p in parts]})
+    if not any(part.usable() for part in parts):
+        rows = [r for part in parts for r in part.rows]
+        first = next((r.error for r in rows if r.error), None)
+        raise CommandError(f"nothing exported: {count(len(rows), 'work')} failed; the first: {first}" if first
+                           else "nothing exported: no works found")
+    return 0
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -180,6 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     chorales.add_argument("--force", action="store_true", help="replace files with other content, and the --json FILE")
     chorales.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     chorales.set_defaults(run=run_chorales)
+
+    music21 = commands.add_parser("music21", help="export music21's bundled corpus, by composer, as quantised MIDI")
+    music21.add_argument("--composer", nargs="+", action="extend", metavar="NAME",
+                         help="music21 composer folders, e.g. bach palestrina (default: all composers)")
+    music21.add_argument("--dest", default="data/midi/music21", type=Path,
+                         help="folder to fill, one subfolder per composer (default: %(default)s)")
+    music21.add_argument("--limit", type=positive_int, help="export only the first N works of each composer")
+    music21.add_argument("--force", action="store_true", help="replace files with other content, and the --json FILE")
+    music21.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    music21.set_defaults(run=run_music21)
 
     return parser
 
