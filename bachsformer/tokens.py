@@ -8,12 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ludovico_vae.frames import Piece, shift_keys
+from ludovico_vae.frames import SOUNDING, Piece, bar_per_frame, shift_keys
+from ludovico_vae.midi import LOWEST_PITCH
 from ludovico_vae.model import VQVAE
 
-from .tonality import NO_KEY, local_keys
+from .tonality import NO_KEY, PITCH_CLASSES, key_of_weights, local_keys
 
-FRAME_INDEX, BEAT_SLOT, KEY, PROGRESS, LOCAL_KEY = 0, 1, 2, 3, 4  # the extra per-token inputs of the transformer
+# the extra per-token inputs of the transformer, as columns of `token_extras`
+FRAME_INDEX, BEAT_SLOT, KEY, PROGRESS, LOCAL_KEY, PIECE_KEY, SECTION, BAR_IN_SECTION, BARS_LEFT = range(9)
 SLOTS_PER_BEAT = 2  # beat position in the bar, counted in eighth notes
 # The key input is a window's transposition from the piece as written, modulo an octave. Trained
 # on every transposition, the model learns them all; asked for 0, it writes in the corpus' keys
@@ -23,6 +25,15 @@ KEYS = 12
 # 12-beat context is too short to know where in its form a piece stands.
 PROGRESS_BINS = 16
 LOCAL_KEYS = NO_KEY + 1  # the local-key input's vocabulary: 24 keys and none
+# The plan inputs: the key the whole piece is in (24 keys, as written after transposition) and
+# where a frame stands in the piece's form. A piece is read as SECTIONS sections of equal length in
+# bars (the Goldberg variations, repeats written out, are A A B B of 16 bars each); a frame is told
+# its section, its bar within the section and the bars left to the end. A model that knows these
+# can close a section on the dominant and the piece on the tonic, in the key it is asked for.
+PIECE_KEYS = NO_KEY
+SECTIONS = 4
+BAR_SLOTS = 16  # bar within the section; the last slot stands for all later bars
+BARS_LEFT_SLOTS = 16  # bars to the end, the last slot standing for BARS_LEFT_SLOTS - 1 or more
 
 
 @dataclass
@@ -34,6 +45,8 @@ class TokenPiece:
     beat_slots: np.ndarray  # (N,) int64: eighth-note slot of each frame's start in its bar
     transpose: int = 0
     local_keys: np.ndarray | None = None  # (N,) int64: see `local_keys`; NO_KEY throughout if None
+    bars: np.ndarray | None = None  # (N,) int64: the bar each frame starts in, from 0
+    key: int = NO_KEY  # the whole piece's key as it sounds (after `transpose`)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -51,20 +64,44 @@ def progress_bins(frames: np.ndarray, piece_frames: int) -> np.ndarray:
     return np.clip(bins, 0, PROGRESS_BINS - 1)
 
 
+def form_plan(bars: np.ndarray, n_bars: int) -> tuple:
+    """(section, bar in section, bars left) slots of frames in `bars` (N,) of a piece of `n_bars`."""
+    bars = np.asarray(bars, dtype=np.int64)
+    section = np.minimum(bars * SECTIONS // max(n_bars, 1), SECTIONS - 1)
+    first_bar = -(-section * n_bars // SECTIONS)  # ceil: where each section begins
+    in_section = np.clip(bars - first_bar, 0, BAR_SLOTS - 1)
+    left = np.clip(n_bars - 1 - bars, 0, BARS_LEFT_SLOTS - 1)
+    return section, in_section, left
+
+
 def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray, transpose: int = 0,
-                 progress: np.ndarray | None = None, keys: np.ndarray | None = None) -> np.ndarray:
-    """Per-token extra inputs `(n_frames * indices_per_frame, 5)`: index within the frame, beat
-    slot, key, progress, local key. `progress` (n_frames,) defaults to that of a whole piece of
-    n_frames; `keys` (n_frames,), the local keys, to NO_KEY."""
+                 progress: np.ndarray | None = None, keys: np.ndarray | None = None,
+                 bars: np.ndarray | None = None, n_bars: int | None = None, piece_key: int = NO_KEY) -> np.ndarray:
+    """Per-token extra inputs `(n_frames * indices_per_frame, 9)`, columns as named above: index
+    within the frame, beat slot, transposition, progress, local key, piece key, section, bar in
+    section, bars left. `progress` (n_frames,) defaults to that of a whole piece of n_frames; `keys`
+    (n_frames,), the local keys, to NO_KEY; `bars` (n_frames,) to bar 0 of a one-bar piece."""
     index = np.tile(np.arange(indices_per_frame), n_frames)
     key = np.full_like(index, transpose % KEYS)
     if progress is None:
         progress = progress_bins(np.arange(n_frames), n_frames)
     if keys is None:
         keys = np.full(n_frames, NO_KEY)
-    return np.stack([index, np.repeat(slots[:n_frames], indices_per_frame), key,
-                     np.repeat(progress[:n_frames], indices_per_frame),
-                     np.repeat(np.asarray(keys, dtype=np.int64)[:n_frames], indices_per_frame)], axis=1)
+    if bars is None:
+        bars = np.zeros(n_frames, dtype=np.int64)
+    plan = form_plan(np.asarray(bars)[:n_frames], int(n_bars if n_bars is not None else np.max(bars, initial=0) + 1))
+    per_frame = [slots[:n_frames], progress[:n_frames], np.asarray(keys, dtype=np.int64)[:n_frames],
+                 np.full(n_frames, piece_key), *plan]
+    slot, progress, local, whole, section, in_section, left = (np.repeat(c, indices_per_frame) for c in per_frame)
+    return np.stack([index, slot, key, progress, local, whole, section, in_section, left], axis=1)
+
+
+def extras_of(piece: TokenPiece) -> np.ndarray:
+    """`token_extras` of a whole piece as it was encoded."""
+    n = len(piece)
+    bars = piece.bars if piece.bars is not None else np.zeros(n, dtype=np.int64)
+    return token_extras(n, piece.tokens.shape[1], piece.beat_slots, piece.transpose, keys=piece.local_keys,
+                        bars=bars, n_bars=int(bars.max(initial=0)) + 1, piece_key=piece.key)
 
 
 def encode_piece(model, piece: Piece, device, n_slots: int, transpose: int = 0) -> TokenPiece:
@@ -72,7 +109,16 @@ def encode_piece(model, piece: Piece, device, n_slots: int, transpose: int = 0) 
     indices = encode(model, frames, device)
     _, _, beat_in_bar = piece.meter_per_frame()
     return TokenPiece(piece.name, indices.astype(np.int64), beat_slots(beat_in_bar, n_slots), transpose,
-                      local_keys(frames))
+                      local_keys(frames), bar_per_frame(piece.time_signatures, piece.frame_starts), key_of_frames(frames))
+
+
+def key_of_frames(frames: np.ndarray) -> int:
+    """The key of frames `(N, 2, 88, T)` by key profiles over their sounding cells; NO_KEY if silent."""
+    sounding = frames[:, SOUNDING].sum(axis=(0, 2), dtype=np.int64)  # (88,) cells each key sounds
+    weights = np.bincount((LOWEST_PITCH + np.arange(len(sounding))) % PITCH_CLASSES, weights=sounding,
+                          minlength=PITCH_CLASSES)
+    key = key_of_weights(weights)
+    return NO_KEY if key is None else key
 
 
 def silent_frame_codes(model, frame_shape: tuple, device) -> np.ndarray:
@@ -83,11 +129,12 @@ def silent_frame_codes(model, frame_shape: tuple, device) -> np.ndarray:
 
 
 EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT, "key": KEY, "progress": PROGRESS,
-                "local_key": LOCAL_KEY}
+                "local_key": LOCAL_KEY, "piece_key": PIECE_KEY, "section": SECTION, "bar_in_section": BAR_IN_SECTION,
+                "bars_left": BARS_LEFT}
 
 
 def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
-    """The columns of the per-token extras `(..., 5)` the model was configured with."""
+    """The columns of the per-token extras `(..., 9)` the model was configured with."""
     if not names:
         return None
     return extras[..., [EXTRA_INPUTS[n] for n in names]]

@@ -103,11 +103,7 @@ def meter_per_frame(time_signatures: list, frame_starts: np.ndarray) -> tuple:
     A first bar shorter than the next meter's bar is a pickup: positions before the first full
     bar are counted back from it, so a one-eighth pickup in 4/4 sits at beat 3.5.
     """
-    end = float(frame_starts[-1]) + 1 if len(frame_starts) else 1.0
-    bars = bar_lines(time_signatures, end)
-    sig_beats = np.array([b for b, _, _ in time_signatures])
-    if len(time_signatures) > 1 and len(bars) > 1 and bars[1] - bars[0] < _bar_length(time_signatures[1]) and bars[1] == sig_beats[1]:
-        bars, sig_beats, time_signatures = bars[1:], sig_beats[1:], time_signatures[1:]
+    bars, sig_beats, time_signatures = _full_bars(time_signatures, frame_starts)
     idx = np.clip(np.searchsorted(sig_beats, frame_starts, side="right") - 1, 0, len(sig_beats) - 1)
     numerators = np.array([time_signatures[i][1] for i in idx], dtype=np.int64)
     denominators = np.array([time_signatures[i][2] for i in idx], dtype=np.int64)
@@ -116,6 +112,23 @@ def meter_per_frame(time_signatures: list, frame_starts: np.ndarray) -> tuple:
     beat_in_bar = np.where(bar_idx >= 0, frame_starts - bars[np.maximum(bar_idx, 0)],
                            np.mod(frame_starts - bars[0], first_bar))
     return numerators, denominators, np.round(beat_in_bar, 9)
+
+
+def bar_per_frame(time_signatures: list, frame_starts: np.ndarray) -> np.ndarray:
+    """(N,) the bar each frame starts in, counted from 0 at the first full bar (a pickup is bar 0 too)."""
+    bars, _, _ = _full_bars(time_signatures, frame_starts)
+    return np.maximum(np.searchsorted(bars, frame_starts, side="right") - 1, 0)
+
+
+def _full_bars(time_signatures: list, frame_starts: np.ndarray) -> tuple:
+    """(bar starts, signature beats, signatures), a pickup's short first bar left out."""
+    end = float(frame_starts[-1]) + 1 if len(frame_starts) else 1.0
+    bars = bar_lines(time_signatures, end)
+    sig_beats = np.array([b for b, _, _ in time_signatures])
+    if (len(time_signatures) > 1 and len(bars) > 1 and bars[1] - bars[0] < _bar_length(time_signatures[1])
+            and bars[1] == sig_beats[1]):
+        return bars[1:], sig_beats[1:], time_signatures[1:]
+    return bars, sig_beats, time_signatures
 
 
 def _bar_length(signature) -> float:

@@ -11,14 +11,14 @@ import torch.nn.functional as F
 
 from mingpt.model import GPT
 
-from ..tokens import select_extras, token_extras
+from ..tokens import extras_of, select_extras
 
 
 @torch.no_grad()
 def piece_bits(model: GPT, piece, extra_inputs, device) -> tuple:
     """(summed bits, token count) of one piece, every token predicted from a full sliding context."""
     flat = torch.from_numpy(piece.tokens.reshape(1, -1)).to(device)
-    extras = token_extras(len(piece), piece.tokens.shape[1], piece.beat_slots, piece.transpose, keys=piece.local_keys)
+    extras = extras_of(piece)
     extras = torch.from_numpy(extras)[None].to(device)
     logits = model(flat[:, :-1], targets=flat[:, 1:], extras=select_extras(extras[:, :-1], extra_inputs))["logits"]
     nats = F.cross_entropy(logits[0], flat[0, 1:], reduction="sum")

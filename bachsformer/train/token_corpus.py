@@ -18,11 +18,11 @@ from ludovico_vae.frames import FrameGrid, meter_per_frame
 from ludovico_vae.model import VQVAE
 
 from ..pair import Style, load_vae
-from ..tokens import TokenPiece, beat_slots, encode_piece, silent_frame_codes, token_extras
+from ..tokens import TokenPiece, beat_slots, encode_piece, extras_of, silent_frame_codes
 from ..tonality import local_keys
 from .data import load_corpus, split_pieces
 
-TOKEN_CACHE_FORMAT = 2  # 2: local keys stored beside the tokens
+TOKEN_CACHE_FORMAT = 3  # 2: local keys stored beside the tokens; 3: bars and the piece's key
 
 @dataclass
 class TokenCorpus:
@@ -88,8 +88,10 @@ def with_silent_lead_in(piece: TokenPiece, silence: np.ndarray, slot: int) -> To
     local key of the frame after it, as generation gives it the key plan's first key.
     """
     keys = None if piece.local_keys is None else np.concatenate([piece.local_keys[:1], piece.local_keys])
+    bars = None if piece.bars is None else np.concatenate([piece.bars[:1], piece.bars])
     return TokenPiece(piece.name, np.concatenate([silence[None], piece.tokens]),
-                      np.concatenate([[slot], piece.beat_slots]).astype(np.int64), piece.transpose, keys)
+                      np.concatenate([[slot], piece.beat_slots]).astype(np.int64), piece.transpose, keys, bars,
+                      piece.key)
 
 
 def _cache_path(cache_dir, vae_sha: str, corpus_key: str, transpositions, n_slots: int) -> Path:
@@ -120,7 +122,8 @@ def encode_corpus(model, vae_path, pieces: list, corpus_key: str, device, n_slot
                      lengths=np.array([len(p) for p in encoded]),
                      tokens=np.concatenate([p.tokens for p in encoded]),
                      slots=np.concatenate([p.beat_slots for p in encoded]),
-                     local_keys=np.concatenate([p.local_keys for p in encoded]))
+                     local_keys=np.concatenate([p.local_keys for p in encoded]),
+                     bars=np.concatenate([p.bars for p in encoded]), keys=np.array([p.key for p in encoded]))
     except OSError:
         pass  # an unwritable cache only costs time
     return encoded
@@ -129,8 +132,9 @@ def encode_corpus(model, vae_path, pieces: list, corpus_key: str, device, n_slot
 def _load_tokens(path) -> list:
     with np.load(path, allow_pickle=False) as data:
         bounds = np.concatenate([[0], np.cumsum(data["lengths"])])
-        return [TokenPiece(str(name), data["tokens"][a:b], data["slots"][a:b], int(t), data["local_keys"][a:b])
-                for name, t, a, b in zip(data["names"], data["transpose"], bounds[:-1], bounds[1:])]
+        return [TokenPiece(str(name), data["tokens"][a:b], data["slots"][a:b], int(t), data["local_keys"][a:b],
+                           data["bars"][a:b], int(key))
+                for name, t, key, a, b in zip(data["names"], data["transpose"], data["keys"], bounds[:-1], bounds[1:])]
 
 
 class TokenWindows:
@@ -144,8 +148,7 @@ class TokenWindows:
         self.pieces = [p for p in pieces if len(p) > frames_per_window]
         self.frames_per_window = frames_per_window
         self.flat = [p.tokens.reshape(-1) for p in self.pieces]
-        self.extras = [token_extras(len(p), p.tokens.shape[1], p.beat_slots, p.transpose, keys=p.local_keys)
-                       for p in self.pieces]
+        self.extras = [extras_of(p) for p in self.pieces]
         starts = [np.stack([np.full(len(p) - frames_per_window, i), np.arange(len(p) - frames_per_window)], 1)
                   for i, p in enumerate(self.pieces)]
         self.index = np.concatenate(starts) if starts else np.zeros((0, 2), dtype=np.int64)

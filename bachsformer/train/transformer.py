@@ -20,12 +20,13 @@ from tqdm import tqdm
 from mingpt.model import GPT, GPTConfig
 from mingpt.trainer import Trainer
 
-from ..checkpoints import CHECKPOINT_FORMAT
+from ..checkpoints import CHECKPOINT_FORMAT, check_matches, load_checkpoint
 from ..errors import ConfigError
 from ..evaluate.likelihood import likelihood, unigram_bits
 from ..pair import TRANSFORMER_KIND, load_vae
 from ..paths import BUNDLED_VAE
-from ..tokens import EXTRA_INPUTS, KEY, KEYS, LOCAL_KEYS, PROGRESS_BINS, select_extras
+from ..tokens import (BAR_SLOTS, BARS_LEFT_SLOTS, EXTRA_INPUTS, KEY, KEYS, LOCAL_KEYS, PIECE_KEY, PIECE_KEYS, PROGRESS_BINS,
+                      SECTIONS, select_extras)
 from .config import RunConfig
 from .data import DataConfig, monitor_subset
 from .distributed import World, joined
@@ -40,8 +41,9 @@ class TokenDataConfig(DataConfig):
     extra_inputs: tuple[str, ...] = ("frame_index", "beat", "key")  # besides token position
     beat_slots: int = 16  # eighth-note slots of the beat-position embedding (bars up to 8 beats)
     code_features: bool = False  # also feed each code's VAE codebook vector into its embedding
-    # Share of training windows whose key input is "no key" (class KEYS): a model so trained knows
-    # what it would write unconditioned, the contrast classifier-free guidance is made for.
+    # Share of training windows whose key input (`key`, or `piece_key` where the model has it) is
+    # "no key": a model so trained knows what it would write unconditioned, the contrast
+    # classifier-free guidance is made for.
     key_dropout: float = 0.0
     # One silent frame before every training piece, so the context generation starts from (a
     # silent frame's codes) is one the model has seen. Off: it gave samples the bass of a real
@@ -78,6 +80,9 @@ class GPTTrainConfig(RunConfig):
     eval_every: int = 250  # steps between evaluations (and checkpoints)
     out_dir: str = "runs/transformer"
     keep_snapshots: bool = False  # also keep each evaluation's checkpoint as step-NNNNNN.pt
+    # a transformer checkpoint whose weights start this run (pretrained on a larger corpus, say);
+    # its model must be the one this run builds
+    init_from: Optional[str] = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -101,8 +106,8 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, vae_config):
     """
     codebook_size, indices_per_frame = vae_config.codebook_size, vae_config.n_indices
     sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS + bool(data.key_dropout),
-             "progress": PROGRESS_BINS,
-             "local_key": LOCAL_KEYS}
+             "progress": PROGRESS_BINS, "local_key": LOCAL_KEYS, "piece_key": PIECE_KEYS + 1, "section": SECTIONS,
+             "bar_in_section": BAR_SLOTS, "bars_left": BARS_LEFT_SLOTS}
     block_size = data.frames_per_window * indices_per_frame
     if model.block_size not in (GPTConfig.block_size, block_size):
         reason = (f"is not a multiple of the {indices_per_frame} codes of a frame" if model.block_size % indices_per_frame
@@ -114,6 +119,14 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, vae_config):
                                    token_feature_dim=vae_config.code_dim if data.code_features else 0)
     except ValueError as e:
         raise ConfigError(f"model: {e}") from None
+
+
+def start_from(model: GPT, path, vae_sha256: str, log=print) -> None:
+    """Load a pretrained transformer's weights into `model`: the same model, on the same VAE's codes."""
+    state = load_checkpoint(path, TRANSFORMER_KIND)
+    check_matches(state, path, {"model_config": model.config.to_dict(), "vae_sha256": vae_sha256})
+    model.load_state_dict(state["model"])
+    log(f"starting from {path} (step {state['step']}, held-out {state['metrics'].get('val_bits', float('nan')):.3f} bits/token)")
 
 
 def code_features(vae) -> torch.Tensor:
@@ -150,6 +163,8 @@ def _train_transformer(config: TransformerRecipe, world: World, resume: bool, lo
     model = GPT(model_config).to(device)
     if model_config.token_feature_dim:
         model.token_features.copy_(code_features(corpus.vae))
+    if train.init_from and not resume:
+        start_from(model, train.init_from, corpus.vae_sha256, log)
     trainer = Trainer(world.wrap(model), train, train.max_steps, device)
     world.seed_ranks(train.seed)
     if on_step is not None:
@@ -184,8 +199,11 @@ def _train_transformer(config: TransformerRecipe, world: World, resume: bool, lo
         rows = np.array(list(sampler))[offset * local_batch:(offset + 1) * local_batch]
         x, y, e = windows.batch(rows)
         if data.key_dropout:  # drawn per window of the whole set, so every process agrees
-            unkeyed = np.random.default_rng([train.seed, step]).random(len(windows))[rows] < data.key_dropout
-            e[torch.from_numpy(unkeyed), :, KEY] = KEYS
+            unkeyed = torch.from_numpy(np.random.default_rng([train.seed, step]).random(len(windows))[rows] < data.key_dropout)
+            if "piece_key" in data.extra_inputs:
+                e[unkeyed, :, PIECE_KEY] = PIECE_KEYS
+            else:
+                e[unkeyed, :, KEY] = KEYS
         return x.to(device), y.to(device), select_extras(e, data.extra_inputs)
 
     row, loss_sum, loss_n, started = {}, 0.0, 0, time.perf_counter()

@@ -13,7 +13,8 @@ from bachsformer.evaluate.commands import main as evaluate_main
 from bachsformer.checkpoints import load_checkpoint
 from bachsformer.errors import CheckpointError
 from bachsformer.train.run_folder import export_weights
-from bachsformer.tokens import TokenPiece, beat_slots, progress_bins, silent_frame_codes, token_extras
+from bachsformer.tokens import (BAR_IN_SECTION, BARS_LEFT, PIECE_KEY, SECTION, TokenPiece, beat_slots, form_plan,
+                               progress_bins, silent_frame_codes, token_extras)
 from bachsformer.tonality import KEY_WINDOW, NO_KEY, local_keys
 from bachsformer.train.token_corpus import TokenWindows, load_token_corpus, with_silent_lead_in
 from ludovico_vae.files import sha256_file
@@ -47,7 +48,24 @@ def test_windows_are_whole_frames_with_targets_shifted_by_one():
 def test_windows_carry_the_key_of_their_transposition():
     pieces = [TokenPiece("a", np.zeros((6, 4), dtype=np.int64), np.zeros(6, dtype=np.int64), transpose=-3)]
     _, _, e = TokenWindows(pieces, frames_per_window=2).batch(np.array([0, 3]))
-    assert e.shape == (2, 8, 5) and (e[..., 2] == 9).all()
+    assert e.shape == (2, 8, 9) and (e[..., 2] == 9).all()
+
+
+def test_windows_carry_the_plan_of_their_piece():
+    """A piece of 8 bars of 2 frames in G major: four sections of two bars, bars left to the end."""
+    pieces = [TokenPiece("a", np.zeros((16, 1), dtype=np.int64), np.zeros(16, dtype=np.int64),
+                         bars=np.repeat(np.arange(8), 2), key=7)]
+    _, _, e = TokenWindows(pieces, frames_per_window=4).batch(np.array([0, 11]))  # frames 0-3, 11-14
+    assert (e[..., PIECE_KEY] == 7).all()
+    assert e[0, :, SECTION].tolist() == [0, 0, 0, 0] and e[1, :, SECTION].tolist() == [2, 3, 3, 3]
+    assert e[0, :, BAR_IN_SECTION].tolist() == [0, 0, 1, 1] and e[1, :, BARS_LEFT].tolist() == [2, 1, 1, 0]
+
+
+def test_the_plan_of_a_goldberg_variation_is_a_a_b_b():
+    section, in_section, left = form_plan(np.arange(64), 64)
+    assert section.tolist() == np.repeat(np.arange(4), 16).tolist()
+    assert in_section.tolist() == list(range(16)) * 4
+    assert left.tolist() == [15] * 49 + list(range(14, -1, -1))
 
 
 def test_beat_slots_count_eighths_and_cap_long_bars():
