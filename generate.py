@@ -44,7 +44,9 @@ def output_paths(args, names: list) -> list:
 
 def sample_names(args) -> list:
     """One file name per sample, naming its own seed and every option that changes the music."""
-    settings = [f"{args.bars}bars", f"t{args.temperature:g}"]
+    settings = [args.form or "", args.key.replace(" ", "-") if args.key else ""]
+    settings += [] if args.form == "binary" else [f"{args.bars}bars"]
+    settings += [f"t{args.temperature:g}"]
     settings += [f"k{args.top_k}"] if args.top_k else []
     settings += [f"p{args.top_p:g}"] if args.top_p else []
     settings += [f"g{args.key_guidance:g}"] if args.key_guidance is not None else []
@@ -55,7 +57,8 @@ def sample_names(args) -> list:
     settings += [f"transpose{args.transpose:+d}"] if args.transpose else []
     settings += [f"program{args.program}"] if args.program != HARPSICHORD else []
     stem = Path(args.prompt).stem if args.prompt else "bachsformer"
-    return [f"{stem}-seed{args.seed + i}-{'-'.join(settings)}.mid" for i in range(args.num_samples)]
+    settings = "-".join(s for s in settings if s)
+    return [f"{stem}-seed{args.seed + i}-{settings}.mid" for i in range(args.num_samples)]
 
 
 def run(args) -> None:
@@ -90,7 +93,7 @@ def run(args) -> None:
     pieces = model.generate(bars=args.bars, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
                             num_samples=args.num_samples, meter=args.meter, qpm=args.bpm, prompt=prompt,
                             prompt_bars=args.prompt_bars, transpose=args.transpose, program=args.program,
-                            key_plan=args.key_plan, **nucleus)
+                            key_plan=args.key_plan, key=args.key, form=args.form, **nucleus)
     for piece, path in zip(pieces, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
@@ -111,8 +114,14 @@ def run(args) -> None:
 
 def build_parser() -> CommandParser:
     parser = CommandParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--form", choices=("binary", "through"),
+                        help="binary: A twice, then B twice, 16 bars each, as a Goldberg variation (the default for "
+                             "a model that knows the form); through: --bars bars straight on (the default with --prompt)")
+    parser.add_argument("--key", help="the key to write in, such as 'D minor' or 'F# major' (default: the prompt's, "
+                        "else the corpus'; models that know keys)")
     parser.add_argument("--bars", type=positive_int, default=32,
-                        help="bars to write, after the prompt if there is one (default: %(default)s)")
+                        help="bars to write in a through-composed piece or a continuation, after the prompt "
+                             "(default: %(default)s)")
     parser.add_argument("--seed", type=int, help="write the piece of this seed again: the same seed and options "
                         "give the same MIDI; with --num-samples N, seeds SEED to SEED+N-1 (default: a new one each run)")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is safer (default: %(default)s)")

@@ -15,18 +15,20 @@ import numpy as np
 import pretty_midi
 import torch
 
-from ludovico_vae.frames import SOUNDING, Piece, meter_per_frame, shift_keys
-from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, score_to_midi
+from ludovico_vae.frames import SOUNDING, Piece, bar_per_frame, meter_per_frame, shift_keys
+from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, body_meter, median_tempo, score_to_midi
 
 from .errors import GenerationError
 from .pair import Pair, load_pair
 from .paths import BUNDLED_CHECKPOINTS
 from .runtime import resolve_device
-from .tokens import KEYS, beat_slots, progress_bins, select_extras, silent_frame_codes, token_extras
-from .tonality import NO_KEY, local_keys
+from .tokens import KEYS, PIECE_KEYS, beat_slots, key_of_frames, progress_bins, select_extras, silent_frame_codes, token_extras
+from .tonality import NO_KEY, local_keys, parse_key
 
 MAX_BARS = 10_000
 MAX_SEED = 2**31  # fresh seeds stay short enough to type
+FORMS = ("binary", "through")
+SECTION_BARS = 16  # each half of a binary piece, as in the Goldberg variations
 # Key guidance (classifier-free guidance over the key input): each step draws from
 # log p(key 0) + w * (log p(key 0) - mean log p(key +-2)), away from what the model would write a
 # whole tone higher or lower, a bias its samples share. w = 0.7, chosen on seeds 10-12 and
@@ -74,12 +76,18 @@ class Bachsformer:
         """The codes of an empty frame: the prompt of a piece that starts from nothing."""
         return torch.from_numpy(silent_frame_codes(self.vae, self.grid.frame_shape, self.device)).to(self.device)
 
-    def _extras(self, n_frames: int, slots: np.ndarray, progress: np.ndarray, keys: np.ndarray) -> torch.Tensor | None:
-        """(batch, n_frames * 16, n_extra) the inputs beside the tokens; `keys` (batch, n_frames)."""
-        extras = np.stack([token_extras(n_frames, self.indices_per_frame, slots, progress=progress, keys=k)
-                           for k in keys])
+    def _extras(self, n_frames: int, slots: np.ndarray, progress: np.ndarray, keys: np.ndarray,
+                bars: np.ndarray | None = None, n_bars: int | None = None, piece_key: int = NO_KEY) -> torch.Tensor | None:
+        """(batch, n_frames * 16, n_extra) the inputs beside the tokens; `keys` (batch, n_frames) the local keys."""
+        extras = np.stack([token_extras(n_frames, self.indices_per_frame, slots, progress=progress, keys=k, bars=bars,
+                                        n_bars=n_bars, piece_key=piece_key) for k in keys])
         extras = select_extras(torch.from_numpy(extras), self.extra_inputs)
         return None if extras is None else extras.to(self.device)
+
+    @property
+    def plans(self) -> bool:
+        """Whether the transformer knows the form and key of the piece it writes."""
+        return {"piece_key", "section"} <= set(self.extra_inputs)
 
     def _key_plans(self, seeds: list, n_out: int, context: np.ndarray | None, meter: tuple,
                    plan_name: str | None) -> tuple:
@@ -116,22 +124,34 @@ class Bachsformer:
                  top_p: float | None = DEFAULT_TOP_P, num_samples: int = 1, meter: tuple | None = None,
                  qpm: float | None = None, prompt: Piece | None = None, prompt_bars: int | None = None,
                  transpose: int = 0, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY,
-                 key_plan: str | None = None, key_guidance: float | None = None) -> list:
-        """`num_samples` new pieces of `bars` bars (after the prompt, if one is given), as `Generated`.
+                 key_plan: str | None = None, key_guidance: float | None = None, key=None,
+                 form: str | None = None) -> list:
+        """`num_samples` new pieces, as `Generated`.
 
+        `form` "binary" (the default for a model that knows the form, without a prompt) writes a
+        Goldberg variation's plan: a section A of SECTION_BARS bars played twice, then B played
+        twice, in the corpus' meter; `bars` is not used. "through" writes `bars` bars straight on
+        (after the prompt, if one is given). `key` ("D minor", or 0-23 as `tonality`) is the key to
+        write in, for a model that knows keys; by default the prompt's own, else the corpus'.
         Without a prompt a piece starts from the codes of one silent frame placed just before a
         downbeat, which is then dropped. With a prompt, its last `prompt_bars` bars (all, if None)
-        are the context and the output holds those frames unchanged, then the continuation.
-        The same seed and options give the same tokens and so the same MIDI; no seed draws a fresh
-        one. Sample i of a batch is the piece `seed + i` alone gives, and says so in its `seed`. `top_p` defaults to
-        `DEFAULT_TOP_P` (1: the whole distribution). A model trained with local
-        keys follows the key plan of a training piece: `key_plan` names one, else the seed picks.
-        `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the key input; None means
-        DEFAULT_KEY_GUIDANCE without a prompt and 0 with one, since the key input says "the corpus'
-        key" and a prompt may be in another.
+        are the context and the output holds those frames unchanged, then the continuation, in the
+        prompt's meter (as written in its body) and its median tempo unless `meter` or `qpm` say
+        otherwise. The same seed and options give the same tokens and so the same MIDI; no seed
+        draws a fresh one. Sample i of a batch is the piece `seed + i` alone gives, and says so in
+        its `seed`. `top_p` defaults to `DEFAULT_TOP_P` (1: the whole distribution). A model trained
+        with local keys follows the key plan of a training piece: `key_plan` names one, else the
+        seed picks. `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the
+        transposition input; None means DEFAULT_KEY_GUIDANCE without a prompt and 0 with one.
         """
+        form = form or ("binary" if self.plans and prompt is None else "through")
         if key_guidance is None:
-            key_guidance = DEFAULT_KEY_GUIDANCE if prompt is None else 0.0
+            key_guidance = DEFAULT_KEY_GUIDANCE if prompt is None and "key" in self.extra_inputs else 0.0
+        if form not in FORMS:
+            raise GenerationError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+        if form == "binary" and (prompt is not None or not self.plans):
+            raise GenerationError("a binary form needs a model that knows the form (this one does not), and no prompt"
+                                  if not self.plans else "a continuation is through-composed: drop the prompt or use form 'through'")
         if not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
             raise GenerationError(f"bars must be an integer from 1 to {MAX_BARS}, got {bars!r}")
         if not isinstance(num_samples, int) or num_samples < 1:
@@ -140,59 +160,116 @@ class Bachsformer:
             raise GenerationError(f"key guidance must be a non-negative number, got {key_guidance!r}")
         if prompt is not None and prompt_bars is not None and prompt_bars < 1:
             raise GenerationError(f"prompt bars must be a positive integer, got {prompt_bars!r}")
+        if key is not None and not self.plans:
+            raise GenerationError("this model does not know keys; --transpose moves its music instead")
+        seed = fresh_seed() if seed is None else int(seed)
+        # sample i is the piece `seed + i` alone would give: each has its own random numbers
+        seeds = [seed + i for i in range(num_samples)]
+        options = dict(temperature=temperature, top_k=top_k, top_p=top_p, key_guidance=key_guidance)
+        if form == "binary":
+            frames, tokens, signatures, tempos, n_prompt, plan_names, lead_in = self._binary(
+                seeds, meter or self.meter, qpm or self.qpm, self._key(key, None), options)
+        else:
+            frames, tokens, signatures, tempos, n_prompt, plan_names, lead_in = self._through(
+                seeds, bars, meter, qpm, prompt, prompt_bars, key, key_plan, options)
+        results = []
+        for i in range(num_samples):
+            piece_frames = shift_keys(frames[i], transpose) if transpose else frames[i]
+            piece = Piece(piece_frames, self.grid, lead_in, tempos, signatures, "bachsformer")
+            midi = score_to_midi(piece.score(), program=program, velocity=velocity)
+            results.append(Generated(midi, piece_frames, tokens[i], n_prompt, seeds[i], plan_names[i]))
+        return results
+
+    def _key(self, key, context: np.ndarray | None) -> int:
+        """The key to write in: the one asked for, else the prompt's, else the corpus'."""
+        if isinstance(key, str):
+            try:
+                return parse_key(key)
+            except ValueError as e:
+                raise GenerationError(str(e)) from None
+        if key is not None:
+            if not (isinstance(key, int) and 0 <= key < PIECE_KEYS):
+                raise GenerationError(f"key must be a key name or 0-{PIECE_KEYS - 1}, got {key!r}")
+            return key
+        if context is not None:
+            return key_of_frames(context)
+        return self.pair.style.key if self.pair.style.key is not None else parse_key("G major")
+
+    def _sample(self, prompt_tokens: torch.Tensor, n_new_frames: int, extras, seeds: list, options: dict) -> torch.Tensor:
+        """(S, n_new_frames * 16) tokens after `prompt_tokens` (S, T0), each sample with its own seed."""
+        generator = [torch.Generator().manual_seed(s) for s in seeds]
+        guidance = {}
+        if options["key_guidance"] and "key" in self.extra_inputs:
+            contrasts = _with_keys(extras, self.extra_inputs.index("key"), self.unkeyed)
+            guidance = {"guidance": float(options["key_guidance"]), "contrast_extras": contrasts}
+        out = self.transformer.generate(prompt_tokens, n_new_frames * self.indices_per_frame,
+                                        temperature=options["temperature"], top_k=options["top_k"],
+                                        top_p=options["top_p"], generator=generator, extras=extras, **guidance)
+        return out[:, prompt_tokens.shape[1]:]
+
+    def _binary(self, seeds: list, meter: tuple, qpm: float, key: int, options: dict) -> tuple:
+        """A: SECTION_BARS bars, played twice; B: as many, played twice. B is written after A's
+        repeat, as it stands in the piece, and the piece is decoded whole, seams included."""
+        num, den = meter
+        per_section = math.ceil(SECTION_BARS * num * 4 / den - 1e-9)  # frames
+        signatures = [(0.0, num, den)]
+        starts = np.arange(-1, 4 * per_section, dtype=np.float64)  # the silent lead-in frame, then the piece
+        _, _, beat_in_bar = meter_per_frame(signatures, starts)
+        slots, bars = beat_slots(beat_in_bar, self.n_slots), bar_per_frame(signatures, starts)
+        progress = progress_bins(np.arange(len(starts)) - 1, 4 * per_section)
+        keys = np.full((len(seeds), len(starts)), NO_KEY)
+        n_bars = 4 * SECTION_BARS
+
+        def extras(frames: np.ndarray):  # frames: indices into `starts`
+            return self._extras(len(frames), slots[frames], progress[frames], keys[:, frames], bars[frames], n_bars, key)
+
+        silence = self._silence()[None].reshape(1, -1).expand(len(seeds), -1)
+        section_a = np.arange(0, per_section + 1)  # the lead-in frame and A
+        a = self._sample(silence, per_section, extras(section_a), seeds, options)
+        context_frames = min(per_section, self.transformer.config.block_size // self.indices_per_frame)
+        repeat_then_b = np.arange(2 * per_section + 1 - context_frames, 3 * per_section + 1)
+        b = self._sample(a[:, -context_frames * self.indices_per_frame:], per_section, extras(repeat_then_b),
+                         seeds, options)
+        tokens = torch.cat([a, a, b, b], dim=1)  # (S, 4 * per_section * 16)
+        decoded = self._decode(tokens.reshape(len(seeds), 4 * per_section, self.indices_per_frame), None)
+        new = torch.cat([a, b], dim=1).cpu().numpy()
+        return decoded, new, signatures, [(0.0, float(qpm))], 0, [None] * len(seeds), 0.0
+
+    def _through(self, seeds: list, bars: int, meter, qpm, prompt, prompt_bars, key, key_plan, options) -> tuple:
+        """`bars` bars straight on, after the prompt's last `prompt_bars` bars if there is a prompt."""
         if prompt is not None:
-            context, signatures, tempos, lead_in = self._prompt_context(prompt, prompt_bars)
+            context, signatures, tempos, lead_in = self._prompt_context(prompt, prompt_bars, meter, qpm)
         else:
             num, den = meter or self.meter
             signatures, tempos = [(0.0, num, den)], [(0.0, qpm or self.qpm)]
             context, lead_in = None, 1.0  # the silent frame sits on the last beat before bar 1
-        if qpm is not None:
-            tempos = [(0.0, float(qpm))]
         num, den = signatures[-1][1:]
         n_prompt = 0 if context is None else len(context)
         n_new = math.ceil(bars * num * 4 / den - 1e-9)
         starts = np.arange(n_prompt + n_new + (context is None), dtype=np.float64) - lead_in
         _, _, beat_in_bar = meter_per_frame(signatures, starts)
-        slots = beat_slots(beat_in_bar, self.n_slots)
-        # the output (prompt, then continuation) is the piece whose progress the model is told
+        slots, frame_bars = beat_slots(beat_in_bar, self.n_slots), bar_per_frame(signatures, starts)
+        # the output (prompt, then continuation) is the piece whose progress and form the model is told
         progress = progress_bins(np.arange(len(starts)) - (context is None), n_prompt + n_new)
-        if seed is None:
-            seed = fresh_seed()
-        # sample i is the piece `seed + i` alone would give: each has its own random numbers
-        seeds = [int(seed) + i for i in range(num_samples)]
         plan_names, keys = self._key_plans(seeds, n_prompt + n_new, context, (num, den), key_plan)
         if context is None:  # the silent lead-in frame is told the plan's first key
             keys = np.concatenate([keys[:, :1], keys], axis=1)
+        piece_key = self._key(key, context) if self.plans else NO_KEY
 
         if context is None:
             first = self._silence()[None]  # (1, 16)
         else:  # only the frames the transformer can see: a long prompt costs no more memory than a short one
             seen = context[-(self.transformer.config.block_size // self.indices_per_frame):]
             first = self.vae.encode_indices(torch.from_numpy(seen).float().to(self.device))
-        prompt_tokens = first.reshape(1, -1).expand(num_samples, -1)
-        n_context_frames = len(first)
-        window = slice(-(n_context_frames + n_new), None)
-        extras = self._extras(n_context_frames + n_new, slots[window], progress[window], keys[:, window])
-        generator = [torch.Generator().manual_seed(s) for s in seeds]
-        guidance = {}
-        if key_guidance and "key" in self.extra_inputs:
-            contrasts = _with_keys(extras, self.extra_inputs.index("key"), self.unkeyed)
-            guidance = {"guidance": float(key_guidance), "contrast_extras": contrasts}
-        out = self.transformer.generate(prompt_tokens, n_new * self.indices_per_frame, temperature=temperature,
-                                        top_k=top_k, top_p=top_p, generator=generator, extras=extras, **guidance)
-        new_tokens = out[:, prompt_tokens.shape[1]:]  # (num_samples, n_new * 16)
-        decoded = self._decode(new_tokens.reshape(num_samples, n_new, self.indices_per_frame), context)
-
-        results = []
-        for i in range(num_samples):
-            frames = decoded[i] if context is None else np.concatenate([context, decoded[i]])
-            if transpose:
-                frames = shift_keys(frames, transpose)
-            piece_lead_in = 0.0 if context is None else lead_in
-            piece = Piece(frames, self.grid, piece_lead_in, tempos, signatures, "bachsformer")
-            midi = score_to_midi(piece.score(), program=program, velocity=velocity)
-            results.append(Generated(midi, frames, new_tokens[i].cpu().numpy(), n_prompt, seeds[i], plan_names[i]))
-        return results
+        prompt_tokens = first.reshape(1, -1).expand(len(seeds), -1)
+        window = slice(-(len(first) + n_new), None)
+        extras = self._extras(len(first) + n_new, slots[window], progress[window], keys[:, window], frame_bars[window],
+                              int(frame_bars[-1]) + 1, piece_key)
+        new_tokens = self._sample(prompt_tokens, n_new, extras, seeds, options)
+        decoded = self._decode(new_tokens.reshape(len(seeds), n_new, self.indices_per_frame), context)
+        frames = decoded if context is None else np.concatenate([np.broadcast_to(context, (len(seeds), *context.shape)),
+                                                                 decoded], axis=1)
+        return frames, new_tokens.cpu().numpy(), signatures, tempos, n_prompt, plan_names, lead_in if context is not None else 0.0
 
     def _decode(self, indices: torch.Tensor, context: np.ndarray | None) -> np.ndarray:
         """Codes (S, N, 16) -> frames (S, N, 2, 88, T) uint8, each piece decoded note by note.
@@ -206,18 +283,26 @@ class Bachsformer:
             carry = np.broadcast_to(held, (len(indices), len(held)))
         return self.vae.decode_pieces(indices, carry=carry, chunk=DECODE_CHUNK)
 
-    def _prompt_context(self, prompt: Piece, prompt_bars: int | None) -> tuple:
-        """The prompt's last bars as frames, with the meter, tempo and lead-in that place them."""
+    def _prompt_context(self, prompt: Piece, prompt_bars: int | None, meter: tuple | None, qpm: float | None) -> tuple:
+        """The prompt's last bars as frames, with the meter, tempo and lead-in that place them. The
+        continuation goes on in the meter of the prompt's body (not a short final bar) and at its
+        median tempo (not a closing ritardando), or in `meter` and at `qpm` where given."""
         if prompt.grid != self.grid:
             raise GenerationError(f"the prompt was cut on grid {prompt.grid}, the VAE on {self.grid}")
         frames, lead_in = prompt.frames, prompt.lead_in
         signatures, tempos = list(prompt.time_signatures), list(prompt.tempos)
+        end = len(frames) - lead_in  # the seam, in the prompt's beats
+        body = tuple(meter) if meter else body_meter(signatures, 0.0, end)
+        pace = float(qpm) if qpm else median_tempo(tempos, 0.0, end)
         if prompt_bars is not None:
-            num, den = prompt.time_signatures[-1][1:]
-            keep = min(len(frames), math.ceil(prompt_bars * num * 4 / den - 1e-9))
+            keep = min(len(frames), math.ceil(prompt_bars * body[0] * 4 / body[1] - 1e-9))
             origin = len(frames) - keep - lead_in  # source beat where the kept frames begin
-            frames, lead_in = frames[len(frames) - keep:], 0.0
+            frames, lead_in, end = frames[len(frames) - keep:], 0.0, keep
             signatures, tempos = _rebase(signatures, origin), _rebase(tempos, origin)
+        if tuple(signatures[-1][1:]) != body:
+            signatures.append((float(end), *body))
+        if tempos[-1][1] != pace:
+            tempos.append((float(end), pace))
         return frames, signatures, tempos, lead_in
 
 

@@ -22,19 +22,22 @@ VAE_KIND, TRANSFORMER_KIND = "vae", "transformer"  # the `kind` entry of each st
 
 @dataclass
 class Style:
-    """What the training corpus sounds like by default: its commonest meter, its median tempo, and
-    each training piece's key plan (`{"name", "meter", "keys"}`) for a model with local keys."""
+    """What the training corpus sounds like by default: its commonest meter, its median tempo, its
+    commonest key, and each training piece's key plan (`{"name", "meter", "keys"}`) for a model
+    with local keys."""
 
     meter: tuple = (4, 4)
     qpm: float = 100.0
     key_plans: list = field(default_factory=list)
+    key: int | None = None  # the key most training pieces are in (0-23, as `tonality`), if known
 
     @classmethod
     def from_dict(cls, d: dict) -> "Style":
-        return cls(tuple(d.get("meter", cls.meter)), float(d.get("qpm", cls.qpm)), list(d.get("key_plans", [])))
+        return cls(tuple(d.get("meter", cls.meter)), float(d.get("qpm", cls.qpm)), list(d.get("key_plans", [])),
+                   d.get("key"))
 
     def to_dict(self) -> dict:
-        return {"meter": list(self.meter), "qpm": self.qpm, "key_plans": self.key_plans}
+        return {"meter": list(self.meter), "qpm": self.qpm, "key_plans": self.key_plans, "key": self.key}
 
 
 @dataclass

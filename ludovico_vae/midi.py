@@ -236,3 +236,37 @@ def score_to_midi(score: Score, program: int = HARPSICHORD, velocity: int = DEFA
                                                  tick_times(int(round(e * resolution)))))
     pm.instruments.append(instrument)
     return pm
+
+
+def _spans(events: list, start: float, end: float) -> list:
+    """(value, beats in force within [start, end)) of each `(beat, *value)` event."""
+    spans = []
+    for i, (beat, *value) in enumerate(events):
+        until = events[i + 1][0] if i + 1 < len(events) else end
+        beats = min(until, end) - max(beat, start)
+        if beats > 0:
+            spans.append((tuple(value), beats))
+    return spans
+
+
+def body_meter(time_signatures: list, start: float, end: float) -> tuple:
+    """(numerator, denominator) in force over the most beats of [start, end): the meter a piece is
+    written in, not a short final bar."""
+    totals = {}
+    for meter, beats in _spans(time_signatures, start, end):
+        totals[meter] = totals.get(meter, 0.0) + beats
+    return max(totals, key=totals.get) if totals else tuple(time_signatures[-1][1:])
+
+
+def median_tempo(tempos: list, start: float, end: float) -> float:
+    """The tempo in force over the median beat of [start, end), in quarter notes a minute: a piece's
+    tempo, not its closing ritardando."""
+    spans = _spans(tempos, start, end)
+    if not spans:
+        return float(tempos[-1][1])
+    qpm = np.array([value[0] for value, _ in spans])
+    beats = np.array([b for _, b in spans])
+    order = np.argsort(qpm)
+    middle = np.searchsorted(np.cumsum(beats[order]), beats.sum() / 2)
+    return float(qpm[order][min(middle, len(order) - 1)])
+

@@ -185,3 +185,27 @@ def tiny_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
     shutil.copy(tiny_vae, folder / "vae.pt")
     export_weights(folder / "run" / "best.pt", folder / "transformer.pt", "transformer")
     return folder
+
+
+PLAN_INPUTS = "--data.extra_inputs=[frame_index, beat, piece_key, section, bar_in_section, bars_left]"
+
+
+@pytest.fixture(scope="session")
+def tiny_plan_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
+    """A checkpoint folder whose tiny transformer knows the key and the form of what it writes."""
+    import shutil
+
+    from bachsformer.train.config import build_config
+    from bachsformer.train.run_folder import export_weights
+    from bachsformer.train.transformer import TransformerRecipe, train_transformer
+
+    folder = tmp_path_factory.mktemp("tiny-plan-pair")
+    config = build_config(TransformerRecipe, overrides=[
+        f"--data.midi_dir={tiny_corpus}", f"--data.vae={tiny_vae}", "--data.held_out=[p3]",
+        f"--data.cache_dir={folder / 'cache'}", f"--train.out_dir={folder / 'run'}", "--train.max_steps=4",
+        "--train.eval_every=4", "--train.batch_size=8", "--train.threads=1", *TINY_GPT, PLAN_INPUTS])
+    train_transformer(config, log=lambda *_: None, progress=False)
+    shutil.copy(tiny_vae, folder / "vae.pt")
+    export_weights(folder / "run" / "best.pt", folder / "transformer.pt", "transformer")
+    return folder
+

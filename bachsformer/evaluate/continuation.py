@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ludovico_vae.midi import Score, read_midi
+from ludovico_vae.midi import Score, body_meter, median_tempo, read_midi
 
 from ..tonality import closely_related, estimate_key, key_name
 
@@ -55,42 +55,6 @@ class Continuation:
         return row
 
 
-def _spans(events: list, start: float, end: float) -> list:
-    """(value, beats in force within [start, end)) of each `(beat, *value)` event."""
-    spans = []
-    for i, (beat, *value) in enumerate(events):
-        until = events[i + 1][0] if i + 1 < len(events) else end
-        beats = min(until, end) - max(beat, start)
-        if beats > 0:
-            spans.append((tuple(value), beats))
-    return spans
-
-
-def body_meter(score: Score, start: float = 0.0, end: float | None = None) -> tuple:
-    """The time signature in force over the most beats of [start, end)."""
-    end = _end(score) if end is None else end
-    totals = {}
-    for meter, beats in _spans(score.time_signatures, start, end):
-        totals[meter] = totals.get(meter, 0.0) + beats
-    return max(totals, key=totals.get) if totals else tuple(score.time_signatures[-1][1:])
-
-
-def median_tempo(score: Score, start: float = 0.0, end: float | None = None) -> float:
-    """The tempo in force over the median beat of [start, end), in quarter notes a minute."""
-    spans = _spans(score.tempos, start, _end(score) if end is None else end)
-    if not spans:
-        return float(score.tempos[-1][1])
-    qpm = np.array([value[0] for value, _ in spans])
-    beats = np.array([b for _, b in spans])
-    order = np.argsort(qpm)
-    middle = np.searchsorted(np.cumsum(beats[order]), beats.sum() / 2)
-    return float(qpm[order][min(middle, len(order) - 1)])
-
-
-def _end(score: Score) -> float:
-    return float(score.notes.end.max()) if len(score.notes) else 0.0
-
-
 def compare_continuation(prompt: Score, generated: Score) -> Continuation:
     """The prompt's key, meter and tempo against those of what follows it in `generated`, which
     holds the prompt first (as generate.py writes it) and the continuation from the next beat on."""
@@ -98,9 +62,14 @@ def compare_continuation(prompt: Score, generated: Score) -> Continuation:
     notes = generated.notes
     after = notes.start >= seam - 1e-9
     key = estimate_key(notes.pitch[after], notes.start[after], notes.end[after]) if after.any() else None
-    p = prompt.notes
-    return Continuation(estimate_key(p.pitch, p.start, p.end), key, body_meter(prompt),
-                        body_meter(generated, seam), median_tempo(prompt), median_tempo(generated, seam), seam)
+    p, end = prompt.notes, _end(generated)
+    return Continuation(estimate_key(p.pitch, p.start, p.end), key, body_meter(prompt.time_signatures, 0.0, _end(prompt)),
+                        body_meter(generated.time_signatures, seam, end), median_tempo(prompt.tempos, 0.0, _end(prompt)),
+                        median_tempo(generated.tempos, seam, end), seam)
+
+
+def _end(score: Score) -> float:
+    return float(score.notes.end.max()) if len(score.notes) else 0.0
 
 
 def pair_files(prompts: list, outputs: list) -> list:

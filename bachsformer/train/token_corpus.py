@@ -18,7 +18,7 @@ from ludovico_vae.frames import FrameGrid, meter_per_frame
 from ludovico_vae.model import VQVAE
 
 from ..pair import Style, load_vae
-from ..tokens import TokenPiece, beat_slots, encode_piece, extras_of, silent_frame_codes
+from ..tokens import TokenPiece, beat_slots, encode_piece, extras_of, key_of_frames, silent_frame_codes
 from ..tonality import local_keys
 from .data import load_corpus, split_pieces
 
@@ -64,10 +64,11 @@ def lead_in_beat(piece) -> float:
 
 
 def corpus_style(pieces: list) -> Style:
-    """The meter most frames are in and the median tempo: what generation defaults to. And each
+    """The meter most frames are in, the median tempo and the commonest key: what generation
+    defaults to. And each
     piece's key plan (its local keys as written, and its meter), for a model with a local-key input
     to follow at sampling time."""
-    meters, plans = Counter(), []
+    meters, plans, keys = Counter(), [], Counter(key_of_frames(piece.frames) for piece in pieces)
     for piece in pieces:
         numerators, denominators, _ = piece.meter_per_frame()
         piece_meters = Counter(zip(numerators.tolist(), denominators.tolist()))
@@ -75,7 +76,8 @@ def corpus_style(pieces: list) -> Style:
         plans.append({"name": piece.name, "meter": list(piece_meters.most_common(1)[0][0]),
                       "keys": local_keys(piece.frames).tolist()})
     (numerator, denominator), _ = meters.most_common(1)[0]
-    return Style((numerator, denominator), float(np.median([p.tempos[0][1] for p in pieces])), plans)
+    return Style((numerator, denominator), float(np.median([p.tempos[0][1] for p in pieces])), plans,
+                 keys.most_common(1)[0][0])
 
 
 

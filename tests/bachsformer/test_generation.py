@@ -107,7 +107,7 @@ def _input_seen(model, monkeypatch, name: str, **options) -> np.ndarray:
 
     monkeypatch.setattr(model, "extra_inputs", [*EXTRA_INPUTS])
     monkeypatch.setattr(model.transformer, "generate", fake_generate)
-    model.generate(**options)
+    model.generate(**{"form": "through", **options})
     return seen["extras"]
 
 
@@ -135,12 +135,12 @@ def test_a_piece_follows_a_key_plan_of_its_meter(model, monkeypatch):
     keys = _input_seen(model, monkeypatch, "local_key", bars=4, meter=(4, 4), num_samples=3)  # 16 frames
     home = [G] + [G] * 8 + [E_MINOR] * 4 + [NO_KEY] * 4  # the silent lead-in first, then the plan stretched
     assert keys.tolist() == [home] * 3
-    pieces = model.generate(bars=1, meter=(3, 4), num_samples=2)
+    pieces = model.generate(bars=1, meter=(3, 4), num_samples=2, form="through")
     assert [p.key_plan for p in pieces] == ["waltz", "waltz"]
     keys = _input_seen(model, monkeypatch, "local_key", bars=4, meter=(4, 4), key_plan="waltz")
     assert keys.tolist() == [[D] * 17]  # a plan named is followed whatever its meter
     with pytest.raises(ValueError, match="no key plan named 'aria'"):
-        model.generate(bars=1, key_plan="aria")
+        model.generate(bars=1, key_plan="aria", form="through")
 
 
 def test_a_continuation_keeps_its_prompts_keys_and_moves_the_plan_home(model, monkeypatch, tmp_path):
@@ -289,3 +289,64 @@ def test_file_names_name_everything_that_changes_the_music(tiny_pair, tmp_path):
     for extra in ([], ["--bpm", "90"], ["--meter", "3/4"], ["--program", "0"], ["--transpose", "2"]):
         assert generate.main(args + extra) == 0, extra
     assert len(list(tmp_path.glob("*.mid"))) == 5
+
+
+@pytest.fixture(scope="module")
+def plan_model(tiny_plan_pair):
+    return Bachsformer.from_checkpoints(tiny_plan_pair, "cpu")
+
+
+def test_a_binary_variation_plays_a_then_b_each_twice(plan_model):
+    piece = plan_model.generate(seed=3, meter=(3, 4))[0]
+    section = 16 * 3  # frames of 16 bars of 3/4
+    assert len(piece.frames) == 4 * section and len(piece.tokens) == 2 * section * 16
+    codes = plan_model.vae.encode_indices(torch.from_numpy(piece.frames).float()).numpy()
+    assert np.array_equal(codes[:section], codes[section:2 * section]), "A is written out twice"
+    assert np.array_equal(codes[2 * section:3 * section], codes[3 * section:]), "and so is B"
+    assert [(n, d) for n, d in [(ts.numerator, ts.denominator) for ts in piece.midi.time_signature_changes]] == [(3, 4)]
+
+
+def test_the_plan_a_binary_variation_is_told(plan_model, monkeypatch):
+    """A is told sections 0 and its bars; B is written after A's repeat, as section 2 of 4."""
+    from bachsformer.tokens import EXTRA_INPUTS
+
+    seen = []
+
+    def fake_generate(idx, max_new_tokens, extras=None, **_):
+        seen.append(extras[0, ::16].numpy())
+        return torch.cat([idx, torch.zeros(idx.shape[0], max_new_tokens, dtype=idx.dtype)], dim=1)
+
+    monkeypatch.setattr(plan_model.transformer, "generate", fake_generate)
+    plan_model.generate(seed=0, meter=(3, 4), key="D minor")
+    column = {name: plan_model.extra_inputs.index(name) for name in ("piece_key", "section", "bar_in_section")}
+    a, b = seen
+    assert (a[:, column["piece_key"]] == 14).all() and (b[:, column["piece_key"]] == 14).all()
+    assert a[1:, column["section"]].tolist() == [0] * 48 and a[1:, column["bar_in_section"]].tolist() == np.repeat(np.arange(16), 3).tolist()
+    assert b[-48:, column["section"]].tolist() == [2] * 48 and set(b[:-48, column["section"]].tolist()) == {1}
+    assert set(EXTRA_INPUTS) >= set(plan_model.extra_inputs)
+
+
+@pytest.mark.parametrize("key", ["C major", "a minor", "Bb", 19])
+def test_a_key_is_asked_for_by_name_or_number(plan_model, key):
+    assert len(plan_model.generate(seed=0, key=key, form="through", bars=1)) == 1
+
+
+@pytest.mark.parametrize("options, words", [({"key": "H major"}, "not a key"), ({"key": 24}, "key must be"),
+                                            ({"form": "sonata"}, "form must be")])
+def test_bad_plan_options_are_refused(plan_model, options, words):
+    with pytest.raises(ValueError, match=words):
+        plan_model.generate(seed=0, bars=1, **options)
+
+
+def test_a_continuation_keeps_the_meter_of_its_body_and_its_median_tempo(model, tmp_path):
+    """A prompt in 3/4 at 90 that ends with a 1/8 bar and a ritardando goes on in 3/4 at 90."""
+    notes = [(60 + (i % 5), i * 0.5, i * 0.5 + 0.5) for i in range(24)] + [(60, 12.0, 12.5)]
+    path = write_midi(tmp_path / "p.mid", notes, time_signatures=((0.0, 3, 4), (12.0, 1, 8)),
+                      tempos=((0.0, 90.0), (9.0, 40.0)))
+    prompt = score_to_piece(read_midi(path), model.grid)
+    piece = model.generate(seed=0, bars=2, prompt=prompt)[0]
+    piece.midi.write(str(tmp_path / "out.mid"))
+    back = read_midi(tmp_path / "out.mid")
+    assert back.time_signatures[-1][1:] == (3, 4) and back.time_signatures[-2][1:] == (1, 8)
+    assert back.tempos[-1][1] == pytest.approx(90.0)
+    assert len(piece.frames) - piece.prompt_frames == 6  # two bars of 3/4
