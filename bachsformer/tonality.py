@@ -84,7 +84,7 @@ def pitch_class_weights(pitch: np.ndarray, start: np.ndarray, end: np.ndarray,
     if window is not None:
         start, end = np.maximum(start, window[0]), np.minimum(end, window[1])
     weights = np.clip(end - start, 0, None)
-    return np.bincount(np.asarray(pitch) % PITCH_CLASSES, weights=weights, minlength=PITCH_CLASSES)
+    return np.bincount(np.asarray(pitch, dtype=np.int64) % PITCH_CLASSES, weights=weights, minlength=PITCH_CLASSES)
 
 
 def key_of_weights(weights: np.ndarray) -> int | None:

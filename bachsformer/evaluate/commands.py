@@ -8,6 +8,7 @@
                                   generated music against the training pieces, beside real music,
                                   and each piece's tonal plan and form beside the reference's
     continuation PROMPT OUT       a prompt's key, meter and tempo against its continuation's
+    keys [--checkpoint-dir DIR]   pieces asked for in each of the 24 keys, and the keys they are in
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from .likelihood import likelihood, unigram_bits
 from .continuation import pair_files, read_pair
 from .continuation import summarise as summarise_continuations
 from .form import form_of
+from .keys import add_keys_command
 from .form import summarise as summarise_form
 from .music_stats import compare, real_music_yardstick
 from .reconstruction import codebook_stats, piece_metrics, reconstruct
@@ -387,6 +389,7 @@ def build_parser() -> CommandParser:
     con.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     con.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     con.set_defaults(run=run_continuation)
+    add_keys_command(commands, BUNDLED_CHECKPOINTS)
     return parser
 
 
