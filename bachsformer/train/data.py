@@ -11,20 +11,25 @@ from ludovico_vae.dataset import corpus_hash, find_midi_files, find_other_files,
 from ludovico_vae.frames import QUANTISED_SHARE, FrameGrid
 from ludovico_vae.midi import MidiError
 
-from ..corpus.goldberg import GOLDBERG_HELD_OUT
+from ..corpus.split import default_held_out
 from ..errors import ConfigError
 
 
 @dataclass
 class DataConfig:
     midi_dir: str = "data/midi/goldberg"  # where `python -m bachsformer.corpus goldberg` puts it
-    held_out: tuple[str, ...] = GOLDBERG_HELD_OUT  # file names without suffix, never trained on
+    # file names without suffix, never trained on; None: Goldberg's v10, v15 and v26 and about a
+    # tenth of any other corpus, by a hash of each name (bachsformer.corpus.split)
+    held_out: Optional[tuple[str, ...]] = None
     cache_dir: Optional[str] = None  # frame cache; None is ~/.cache/bachsformer/frames
     skip_unquantised: bool = True  # a performance has no beat grid to cut frames on
 
 
 def split_pieces(pieces: list, held_out) -> tuple:
+    """(training pieces, held-out pieces): `held_out` names them, None applies the default rule."""
     names = {p.name for p in pieces}
+    if held_out is None:
+        held_out = default_held_out(names)
     missing = [h for h in held_out if h not in names]
     if missing:
         raise ConfigError(f"data.held_out: {', '.join(missing)} not among the {len(pieces)} pieces of the "

@@ -234,7 +234,7 @@ def _train_transformer(config: TransformerRecipe, world: World, resume: bool, lo
                  "beat_slots": data.beat_slots, "frames_per_window": data.frames_per_window,
                  "vae_sha256": corpus.vae_sha256, "vae_model_config": vae_config.to_dict(),
                  "grid": corpus.grid.to_dict(), "corpus_hash": corpus.corpus_hash,
-                 "held_out": list(data.held_out), "style": corpus.style.to_dict(), "config": run.config_dict,
+                 "held_out": [t.name for t in corpus.held_out], "style": corpus.style.to_dict(), "config": run.config_dict,
                  **world.rng_state()}
         if world.is_main:
             metrics.append(row)

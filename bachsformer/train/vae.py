@@ -187,7 +187,7 @@ def _train_vae(config: VAERecipe, world: World, resume: bool, log, progress: boo
         return {"kind": VAE_KIND, "format": CHECKPOINT_FORMAT, "model_config": model_config.to_dict(),
                 "grid": grid.to_dict(), "model": model.state_dict(), "trainer": trainer.state_dict(),
                 "epoch": epoch, "step": trainer.step, "best_metric": best, "metrics": row,
-                "corpus_hash": data_hash, "held_out": list(data.held_out), "config": run.config_dict, **rng}
+                "corpus_hash": data_hash, "held_out": [p.name for p in val_pieces], "config": run.config_dict, **rng}
 
     row, keys = {}, ("loss", "recon_loss", "vq_loss", "perplexity", "codes_used")
     bar = tqdm(total=train.epochs * steps_per_epoch, initial=trainer.step, disable=not (progress and world.is_main),

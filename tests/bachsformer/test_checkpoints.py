@@ -15,7 +15,7 @@ from bachsformer.train.vae import VAERecipe
 VAE = BUNDLED_CHECKPOINTS / "vae.pt"
 TRANSFORMER = BUNDLED_CHECKPOINTS / "transformer.pt"
 # settings of a run that say where and how it ran, not what it learnt
-WHERE_IT_RAN = {"out_dir", "device", "threads", "midi_dir", "vae", "keep_snapshots"}
+WHERE_IT_RAN = {"out_dir", "device", "threads", "midi_dir", "vae", "keep_snapshots", "held_out"}
 
 
 def test_a_format_1_checkpoint_is_read_without_its_copy_of_the_grid():
@@ -68,3 +68,15 @@ def test_the_transformer_recipe_is_what_made_the_bundled_transformer():
         for derived in ("vocab_size", "block_size", "extra_vocab_sizes", "token_feature_dim"):
             config["model"].pop(derived)
     assert _learnt(recipe, bundled) == _learnt(bundled)
+
+
+def test_the_default_held_out_rule_holds_out_what_the_bundled_runs_did():
+    from bachsformer.corpus.goldberg import GOLDBERG_SHA256
+    from bachsformer.corpus.split import default_held_out
+
+    goldberg = [name.rsplit(".", 1)[0] for name in GOLDBERG_SHA256]
+    assert default_held_out(goldberg) == load_checkpoint(VAE, "vae")["held_out"] == ["988-v10", "988-v15", "988-v26"]
+    assert default_held_out(goldberg) == load_checkpoint(TRANSFORMER, "transformer")["held_out"]
+    mine = [f"piece{i}" for i in range(200)]
+    assert 10 <= len(default_held_out(mine)) <= 30, "about a tenth of any other corpus"
+    assert set(default_held_out(mine + goldberg)) == set(default_held_out(mine)) | {"988-v10", "988-v15", "988-v26"}

@@ -39,11 +39,11 @@ def notes(triples) -> Notes:
 def scales(seed: int, beats: int = 32) -> list:
     """Running sixteenths up and down a major scale from a seeded root."""
     rng = np.random.default_rng(seed)
-    degrees = np.cumsum([0, 2, 2, 1, 2, 2, 2, 1] * 3)
-    root, out = int(rng.integers(55, 67)), []
+    degrees = np.cumsum([0, 2, 2, 1, 2, 2, 2, 1, 2, 2, 1, 2, 2, 2])  # two octaves
+    root, out = int(rng.integers(48, 60)), []
     for i in range(beats * 4):
-        step = i % 28 if (i // 28) % 2 == 0 else 27 - i % 28
-        out.append((root + int(degrees[step % len(degrees)]) - 12, i / 4, (i + 1) / 4))
+        step = i % 26 if i % 26 < 14 else 26 - i % 26  # up and down again
+        out.append((root + int(degrees[step]), i / 4, (i + 1) / 4))
     return out
 
 
