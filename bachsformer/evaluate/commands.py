@@ -9,6 +9,7 @@
                                   and each piece's tonal plan and form beside the reference's
     continuation PROMPT OUT       a prompt's key, meter and tempo against its continuation's
     keys [--checkpoint-dir DIR]   pieces asked for in each of the 24 keys, and the keys they are in
+    prompts DIR                   the openings of pieces continued, against their keys, meters and tempos
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from .continuation import pair_files, read_pair
 from .continuation import summarise as summarise_continuations
 from .form import form_of
 from .keys import add_keys_command
+from .prompts import add_prompts_command
 from .form import summarise as summarise_form
 from .music_stats import compare, real_music_yardstick
 from .reconstruction import codebook_stats, piece_metrics, reconstruct
@@ -390,6 +392,7 @@ def build_parser() -> CommandParser:
     con.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     con.set_defaults(run=run_continuation)
     add_keys_command(commands, BUNDLED_CHECKPOINTS)
+    add_prompts_command(commands, BUNDLED_CHECKPOINTS)
     return parser
 
 
