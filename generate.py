@@ -78,8 +78,10 @@ def run(args) -> None:
         raise CommandError(f"--program must be a General MIDI program 0-127, got {args.program}")
     if not -48 <= args.transpose <= 48:
         raise CommandError(f"--transpose must lie between -48 and 48 semitones, got {args.transpose}")
-    paths = output_paths(args, sample_names(args))
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device)
+    if args.form is None:  # named in the file: a binary piece has no --bars
+        args.form = "binary" if model.plans and not args.prompt else None
+    paths = output_paths(args, sample_names(args))
     prompt = None
     if args.prompt:
         from ludovico_vae.frames import score_to_piece

@@ -350,3 +350,11 @@ def test_a_continuation_keeps_the_meter_of_its_body_and_its_median_tempo(model, 
     assert back.time_signatures[-1][1:] == (3, 4) and back.time_signatures[-2][1:] == (1, 8)
     assert back.tempos[-1][1] == pytest.approx(90.0)
     assert len(piece.frames) - piece.prompt_frames == 6  # two bars of 3/4
+
+
+def test_the_script_writes_a_binary_variation_in_the_key_asked_for(tiny_plan_pair, tmp_path):
+    args = ["--checkpoint-dir", str(tiny_plan_pair), "--out", str(tmp_path), "--seed", "2"]
+    assert generate.main(args) == 0 and generate.main(args + ["--key", "E minor"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.mid")) == ["bachsformer-seed2-binary-E-minor-t1.mid",
+                                                             "bachsformer-seed2-binary-t1.mid"]
+    assert generate.main(args + ["--key", "E dorian"]) == 2
