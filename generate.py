@@ -102,8 +102,8 @@ def run(args) -> None:
             piece.midi.write(f)
         print(path)
         if args.png:
-            from bachsformer.plots import piano_roll_png
-            piano_roll_png(piece.frames, piece.prompt_frames, model.grid, path.with_suffix(".png"))
+            from bachsformer.plots import describe, piano_roll_png
+            piano_roll_png(piece.midi, path.with_suffix(".png"), describe(piece.midi, path.stem), piece.prompt_beats)
             print(path.with_suffix(".png"))
         if args.wav:
             from bachsformer.audio import write_wav

@@ -50,6 +50,7 @@ class Generated:
     prompt_frames: int  # how many of the frames are the prompt's
     seed: int  # generate(seed=seed) alone writes this piece again
     key_plan: str | None = None  # the training piece whose local keys the continuation followed
+    prompt_beats: float = 0.0  # where the continuation begins in the MIDI, in beats
 
 
 class Bachsformer:
@@ -177,7 +178,8 @@ class Bachsformer:
             piece_frames = shift_keys(frames[i], transpose) if transpose else frames[i]
             piece = Piece(piece_frames, self.grid, lead_in, tempos, signatures, "bachsformer")
             midi = score_to_midi(piece.score(), program=program, velocity=velocity)
-            results.append(Generated(midi, piece_frames, tokens[i], n_prompt, seeds[i], plan_names[i]))
+            results.append(Generated(midi, piece_frames, tokens[i], n_prompt, seeds[i], plan_names[i],
+                                     max(0.0, n_prompt - lead_in)))
         return results
 
     def _key(self, key, context: np.ndarray | None) -> int:

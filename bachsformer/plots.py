@@ -1,41 +1,76 @@
-"""Pictures a person would rather look at than read: the piano roll of a generated piece."""
+"""Pictures a musician reads: a piece's piano roll laid out like a score, in systems of bars with
+bar lines and numbers, octaves named on the side (C4 is middle C), and a title that says what it is.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from ludovico_vae.files import atomic_write
-from ludovico_vae.frames import ONSET, SOUNDING, frames_to_roll
-from ludovico_vae.midi import LOWEST_PITCH
+from ludovico_vae.midi import bar_lines
+
+from .tonality import estimate_key, key_name
+
+BARS_PER_SYSTEM = 16
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+PROMPT_COLOUR, MODEL_COLOUR = "#2659cc", "#c4382b"
 
 
-def piano_roll_png(frames: np.ndarray, prompt_frames: int, grid, path) -> None:
-    """Sounding cells in grey, onsets dark; the prompt in blue, what the model wrote in red."""
+def _in_beats(midi) -> tuple:
+    """(pitch, start, end) of every note in beats, and the time signatures as (beat, num, den)."""
+    to_beats = lambda seconds: midi.time_to_tick(seconds) / midi.resolution  # noqa: E731
+    notes = [n for instrument in midi.instruments if not instrument.is_drum for n in instrument.notes]
+    pitch = np.array([n.pitch for n in notes], dtype=np.int64)
+    start = np.array([to_beats(n.start) for n in notes])
+    end = np.array([to_beats(n.end) for n in notes])
+    meters = [(to_beats(ts.time), ts.numerator, ts.denominator) for ts in midi.time_signature_changes]
+    return pitch, start, end, meters or [(0.0, 4, 4)]
+
+
+def piano_roll_png(midi, path, title: str = "", prompt_beats: float = 0.0) -> None:
+    """Draw `midi` (a PrettyMIDI) to `path`: the prompt's notes (before `prompt_beats`) in blue,
+    the model's in red, BARS_PER_SYSTEM bars to a line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    roll = frames_to_roll(frames)
-    T = grid.steps_per_quarter
-    split = prompt_frames * T
-    image = np.ones((*roll.shape[1:], 3))
-    colours = {"prompt": np.array([0.15, 0.35, 0.8]), "model": np.array([0.8, 0.2, 0.15])}
-    for name, cols in (("prompt", slice(0, split)), ("model", slice(split, None))):
-        sounding, onset = roll[SOUNDING][:, cols].astype(bool), roll[ONSET][:, cols].astype(bool)
-        part = image[:, cols]
-        part[sounding] = 1 - 0.45 * (1 - colours[name])
-        part[onset] = colours[name]
-    keys = np.flatnonzero(roll[SOUNDING].any(axis=1))
-    low, high = (keys.min(), keys.max()) if len(keys) else (0, roll.shape[1] - 1)
-    width = min(40.0, max(6.0, roll.shape[2] / T * 0.12))
-    fig, ax = plt.subplots(figsize=(width, 4))
-    ax.imshow(image[low:high + 1], origin="lower", aspect="auto", interpolation="nearest",
-              extent=(0, roll.shape[2] / T, LOWEST_PITCH + low - 0.5, LOWEST_PITCH + high + 0.5))
-    if prompt_frames:
-        ax.axvline(prompt_frames, color="black", linewidth=1)
-        ax.set_title("prompt (blue) | continuation (red)")
-    ax.set_xlabel("beats")
-    ax.set_ylabel("MIDI pitch")
+    pitch, start, end, meters = _in_beats(midi)
+    last = float(end.max()) if len(end) else 1.0
+    bars = bar_lines(meters, last)
+    systems = [bars[i:i + BARS_PER_SYSTEM + 1] for i in range(0, len(bars), BARS_PER_SYSTEM)]
+    low, high = (int(pitch.min()) - 1, int(pitch.max()) + 1) if len(pitch) else (59, 73)
+    fig, axes = plt.subplots(len(systems), 1, figsize=(14, 1.2 + 2.0 * len(systems)), squeeze=False)
+    for number, (ax, lines) in enumerate(zip(axes[:, 0], systems)):
+        left = lines[0]
+        right = lines[-1] if len(lines) > BARS_PER_SYSTEM else max(last, lines[-1] + (lines[-1] - lines[-2] if len(lines) > 1 else 4))
+        shown = (end > left) & (start < right)
+        for colour, part in ((PROMPT_COLOUR, start < prompt_beats), (MODEL_COLOUR, start >= prompt_beats)):
+            keep = shown & part
+            ax.barh(pitch[keep], end[keep] - start[keep], left=start[keep], height=0.8, color=colour,
+                    edgecolor="black", linewidth=0.3)
+        for i, beat in enumerate(lines[:BARS_PER_SYSTEM]):
+            ax.axvline(beat, color="0.55", linewidth=0.8)
+            ax.text(beat, high + 0.6, str(number * BARS_PER_SYSTEM + i + 1), fontsize=7, va="bottom", ha="left")
+        octaves = [p for p in range(low, high + 1) if p % 12 == 0]
+        for p in octaves:
+            ax.axhline(p - 0.5, color="0.85", linewidth=0.5, zorder=0)
+        ax.set_yticks(octaves, [f"C{p // 12 - 1}" for p in octaves])
+        ax.set_xlim(left, right)
+        ax.set_ylim(low - 0.5, high + 2.5)
+        ax.set_xticks([])
+        if prompt_beats and left <= prompt_beats <= right:
+            ax.axvline(prompt_beats, color=PROMPT_COLOUR, linewidth=2)
+    if title:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     with atomic_write(path) as f:
-        fig.savefig(f, dpi=100, format="png")
+        fig.savefig(f, dpi=90, format="png")
     plt.close(fig)
+
+
+def describe(midi, name: str) -> str:
+    """A picture's title: what the piece is called, and its key, meter and tempo as found in it."""
+
+    pitch, start, end, meters = _in_beats(midi)
+    meter = "/".join(map(str, meters[-1][1:]))
+    qpm = float(midi.get_tempo_changes()[1][0]) if len(midi.get_tempo_changes()[1]) else 120.0
+    return f"{name}    {key_name(estimate_key(pitch, start, end))}, {meter}, {qpm:g} bpm"
