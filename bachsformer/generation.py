@@ -15,7 +15,7 @@ import numpy as np
 import pretty_midi
 import torch
 
-from ludovico_vae.frames import SOUNDING, Piece, bar_per_frame, meter_per_frame, shift_keys
+from ludovico_vae.frames import ONSET, SOUNDING, Piece, bar_per_frame, frames_to_roll, meter_per_frame, roll_to_notes, shift_keys
 from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, body_meter, median_tempo, score_to_midi
 
 from .errors import GenerationError
@@ -23,12 +23,13 @@ from .pair import Pair, load_pair
 from .paths import BUNDLED_CHECKPOINTS
 from .runtime import resolve_device
 from .tokens import KEYS, PIECE_KEYS, beat_slots, key_of_frames, progress_bins, select_extras, silent_frame_codes, token_extras
-from .tonality import NO_KEY, local_keys, parse_key
+from .tonality import NO_KEY, closes_on_i_or_v, local_keys, on_tonic_chord, parse_key
 
 MAX_BARS = 10_000
 MAX_SEED = 2**31  # fresh seeds stay short enough to type
 FORMS = ("binary", "through")
 SECTION_BARS = 16  # each half of a binary piece, as in the Goldberg variations
+DEFAULT_CANDIDATES = 4  # drawn for each half of a binary piece, the first that cadences kept
 # Key guidance (classifier-free guidance over the key input): each step draws from
 # log p(key 0) + w * (log p(key 0) - mean log p(key +-2)), away from what the model would write a
 # whole tone higher or lower, a bias its samples share. w = 0.7, chosen on seeds 10-12 and
@@ -126,7 +127,7 @@ class Bachsformer:
                  qpm: float | None = None, prompt: Piece | None = None, prompt_bars: int | None = None,
                  transpose: int = 0, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY,
                  key_plan: str | None = None, key_guidance: float | None = None, key=None,
-                 form: str | None = None) -> list:
+                 form: str | None = None, candidates: int = DEFAULT_CANDIDATES) -> list:
         """`num_samples` new pieces, as `Generated`.
 
         `form` "binary" (the default for a model that knows the form, without a prompt) writes a
@@ -140,7 +141,10 @@ class Bachsformer:
         prompt's meter (as written in its body) and its median tempo unless `meter` or `qpm` say
         otherwise. The same seed and options give the same tokens and so the same MIDI; no seed
         draws a fresh one. Sample i of a batch is the piece `seed + i` alone gives, and says so in
-        its `seed`. `top_p` defaults to `DEFAULT_TOP_P` (1: the whole distribution). A model trained
+        its `seed`. In a binary piece, each half is chosen among `candidates` drawn for it: the first
+        whose cadence is right (A's last bar on I or V, B's on the tonic chord in root position),
+        else the first; 1 takes what the model writes first. The piece then ends on its last bar's
+        downbeat chord, held. `top_p` defaults to `DEFAULT_TOP_P` (1: the whole distribution). A model trained
         with local keys follows the key plan of a training piece: `key_plan` names one, else the
         seed picks. `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the
         transposition input; None means DEFAULT_KEY_GUIDANCE without a prompt and 0 with one.
@@ -155,6 +159,8 @@ class Bachsformer:
                                   if not self.plans else "a continuation is through-composed: drop the prompt or use form 'through'")
         if not isinstance(bars, int) or not 1 <= bars <= MAX_BARS:
             raise GenerationError(f"bars must be an integer from 1 to {MAX_BARS}, got {bars!r}")
+        if not isinstance(candidates, int) or candidates < 1:
+            raise GenerationError(f"candidates must be a positive integer, got {candidates!r}")
         if not isinstance(num_samples, int) or num_samples < 1:
             raise GenerationError(f"num samples must be a positive integer, got {num_samples!r}")
         if not (isinstance(key_guidance, (int, float)) and math.isfinite(key_guidance) and key_guidance >= 0):
@@ -166,7 +172,8 @@ class Bachsformer:
         seed = fresh_seed() if seed is None else int(seed)
         # sample i is the piece `seed + i` alone would give: each has its own random numbers
         seeds = [seed + i for i in range(num_samples)]
-        options = dict(temperature=temperature, top_k=top_k, top_p=top_p, key_guidance=key_guidance)
+        options = dict(temperature=temperature, top_k=top_k, top_p=top_p, key_guidance=key_guidance,
+                       candidates=candidates)
         if form == "binary":
             frames, tokens, signatures, tempos, n_prompt, plan_names, lead_in = self._binary(
                 seeds, meter or self.meter, qpm or self.qpm, self._key(key, None), options)
@@ -210,32 +217,53 @@ class Bachsformer:
         return out[:, prompt_tokens.shape[1]:]
 
     def _binary(self, seeds: list, meter: tuple, qpm: float, key: int, options: dict) -> tuple:
-        """A: SECTION_BARS bars, played twice; B: as many, played twice. B is written after A's
-        repeat, as it stands in the piece, and the piece is decoded whole, seams included."""
+        """A: SECTION_BARS bars, played twice; then B, played twice. Each is written as its second
+        statement, whose ending is the one that goes on (A's closes the first half, B's the piece),
+        and played twice; the piece is decoded whole, seams included."""
         num, den = meter
         per_section = math.ceil(SECTION_BARS * num * 4 / den - 1e-9)  # frames
         signatures = [(0.0, num, den)]
-        starts = np.arange(-1, 4 * per_section, dtype=np.float64)  # the silent lead-in frame, then the piece
+        starts = np.arange(4 * per_section, dtype=np.float64)
         _, _, beat_in_bar = meter_per_frame(signatures, starts)
         slots, bars = beat_slots(beat_in_bar, self.n_slots), bar_per_frame(signatures, starts)
-        progress = progress_bins(np.arange(len(starts)) - 1, 4 * per_section)
+        progress = progress_bins(np.arange(len(starts)), 4 * per_section)
         keys = np.full((len(seeds), len(starts)), NO_KEY)
-        n_bars = 4 * SECTION_BARS
 
-        def extras(frames: np.ndarray):  # frames: indices into `starts`
-            return self._extras(len(frames), slots[frames], progress[frames], keys[:, frames], bars[frames], n_bars, key)
+        def extras(frames: np.ndarray):  # frames: positions in the piece
+            return self._extras(len(frames), slots[frames], progress[frames], keys[:, frames], bars[frames],
+                                4 * SECTION_BARS, key)
 
-        silence = self._silence()[None].reshape(1, -1).expand(len(seeds), -1)
-        section_a = np.arange(0, per_section + 1)  # the lead-in frame and A
-        a = self._sample(silence, per_section, extras(section_a), seeds, options)
-        context_frames = min(per_section, self.transformer.config.block_size // self.indices_per_frame)
-        repeat_then_b = np.arange(2 * per_section + 1 - context_frames, 3 * per_section + 1)
-        b = self._sample(a[:, -context_frames * self.indices_per_frame:], per_section, extras(repeat_then_b),
-                         seeds, options)
+        # A as the second statement (section 1), after one silent frame: the piece's start
+        k = options["candidates"]
+        tries = [_candidate_seed(s, j) for s in seeds for j in range(k)]  # each sample's candidates together
+        silence = self._silence()[None].reshape(1, -1).expand(len(tries), -1)
+        a = self._sample(silence, per_section, _repeat_rows(extras(np.arange(per_section - 1, 2 * per_section)), k),
+                         tries, options)
+        last_bar = float((SECTION_BARS - 1) * num * 4 / den)
+        a = self._first(a, k, lambda p, s, e: closes_on_i_or_v(p, s, e, key, last_bar))
+        # B as the last statement (section 3), after A's closing bars where B's first statement ends
+        context = min(per_section, self.transformer.config.block_size // self.indices_per_frame)
+        b = self._sample(a[:, -context * self.indices_per_frame:].repeat_interleave(k, dim=0), per_section,
+                         _repeat_rows(extras(np.arange(3 * per_section - context, 4 * per_section)), k), tries, options)
+        b = self._first(b, k, lambda p, s, e: on_tonic_chord(p, s, e, key, last_bar))
         tokens = torch.cat([a, a, b, b], dim=1)  # (S, 4 * per_section * 16)
         decoded = self._decode(tokens.reshape(len(seeds), 4 * per_section, self.indices_per_frame), None)
+        for frames in decoded:  # the piece ends on its last bar's downbeat chord, held
+            hold_last_bar(frames, round(num * 4 / den))
         new = torch.cat([a, b], dim=1).cpu().numpy()
         return decoded, new, signatures, [(0.0, float(qpm))], 0, [None] * len(seeds), 0.0
+
+    def _first(self, tokens: torch.Tensor, k: int, cadences) -> torch.Tensor:
+        """(S, n) the first of each sample's k candidates (S * k, n) whose notes `cadences(pitch,
+        start, end)` accepts, else its first candidate."""
+        frames = self.vae.decode_pieces(tokens.reshape(len(tokens), -1, self.indices_per_frame), chunk=DECODE_CHUNK)
+        chosen = []
+        for sample in range(len(tokens) // k):
+            rows = range(sample * k, (sample + 1) * k)
+            notes = [roll_to_notes(frames_to_roll(frames[row]), self.grid.steps_per_quarter) for row in rows]
+            good = [row for row, n in zip(rows, notes) if cadences(n.pitch, n.start, n.end)]
+            chosen.append(good[0] if good else rows[0])
+        return tokens[chosen]
 
     def _through(self, seeds: list, bars: int, meter, qpm, prompt, prompt_bars, key, key_plan, options) -> tuple:
         """`bars` bars straight on, after the prompt's last `prompt_bars` bars if there is a prompt."""
@@ -306,6 +334,26 @@ class Bachsformer:
         if tempos[-1][1] != pace:
             tempos.append((float(end), pace))
         return frames, signatures, tempos, lead_in
+
+
+def hold_last_bar(frames: np.ndarray, frames_per_bar: int) -> None:
+    """Hold the chord sounding at the last bar's downbeat to the end, in place: the final chord a
+    binary piece closes on, as the Goldberg variations do, instead of figuration that stops."""
+    bar = frames[-frames_per_bar:]  # (frames_per_bar, 2, 88, T), a view
+    chord = bar[0, SOUNDING, :, 0].astype(bool)  # (88,) keys sounding at the downbeat
+    struck = bar[0, ONSET, :, 0].copy()
+    bar[:] = 0
+    bar[:, SOUNDING, chord, :] = 1
+    bar[0, ONSET, :, 0] = struck * chord
+
+
+def _candidate_seed(seed: int, j: int) -> int:
+    """The seed of a sample's j-th candidate: the sample's own first, so one candidate is the plain piece."""
+    return seed if j == 0 else (seed * 1_000_003 + j) % 2**63
+
+
+def _repeat_rows(extras: torch.Tensor | None, k: int) -> torch.Tensor | None:
+    return None if extras is None else extras.repeat_interleave(k, dim=0)
 
 
 def fresh_seed() -> int:

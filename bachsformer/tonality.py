@@ -134,3 +134,63 @@ def fifths(key: int) -> int:
 def closely_related(a: int, b: int) -> bool:
     """Keys whose signatures are at most one accidental apart (G major: C, D, E minor, A minor, B minor)."""
     return abs(fifths(a) - fifths(b)) <= 1 or abs(fifths(a) - fifths(b)) == 11
+
+
+# chord templates by their intervals above the root: major, minor and diminished triads, dominant
+# and minor sevenths
+CHORDS = ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 7, 10), (0, 3, 7, 10))
+
+
+def lowest_sounding(pitch, start, end, window: tuple) -> int | None:
+    """The lowest pitch sounding in `window` (from, to), in beats; None if nothing does."""
+    pitch, start, end = np.asarray(pitch), np.asarray(start), np.asarray(end)
+    sounding = (start < window[1]) & (end > window[0])
+    return int(pitch[sounding].min()) if sounding.any() else None
+
+
+def chord_root(pitch, start, end, window: tuple) -> int | None:
+    """The root (pitch class) of the chord sounding in `window`: the template whose chord tones
+    hold the most duration, less what sounds outside them; among equals, the one whose root is the
+    bass, then the one whose root sounds longest. None if nothing sounds."""
+    weights = pitch_class_weights(pitch, start, end, window)
+    if not weights.any():
+        return None
+    bass = lowest_sounding(pitch, start, end, window) % PITCH_CLASSES
+    total, best, best_score = weights.sum(), None, None
+    for shape in CHORDS:
+        for root in range(PITCH_CLASSES):
+            inside = weights[[(root + interval) % PITCH_CLASSES for interval in shape]].sum()
+            score = (round(2 * inside - total, 9), root == bass, weights[root], -len(shape))
+            if best_score is None or score > best_score:
+                best, best_score = root, score
+    return best
+
+
+CADENCE_BEATS = 0.25  # a half's closing chord is the one sounding in its last bar's first sixteenth
+
+
+def closes_on_i_or_v(pitch, start, end, key: int, last_bar: float) -> bool:
+    """Whether the chord on the downbeat of the bar starting at `last_bar` has the tonic or the
+    dominant as its root: the cadence arrives there, and the rest of the bar runs on."""
+    root = chord_root(pitch, start, end, (last_bar, last_bar + CADENCE_BEATS))
+    return root in (tonic(key), (tonic(key) + 7) % PITCH_CLASSES)
+
+
+def on_tonic_chord(pitch, start, end, key: int, bar: float) -> bool:
+    """Whether the chord on the downbeat of the bar starting at `bar` is the tonic in root position."""
+    window = (bar, bar + CADENCE_BEATS)
+    bass = lowest_sounding(pitch, start, end, window)
+    return chord_root(pitch, start, end, window) == tonic(key) and bass is not None and bass % PITCH_CLASSES == tonic(key)
+
+
+def ends_on_tonic(pitch, start, end, key: int, min_final_beats: float = 0.0) -> bool:
+    """Whether the chord of the beat holding the last onset has the key's tonic as its root and
+    lowest note, its last note lasting at least `min_final_beats`."""
+    pitch, start, end = np.asarray(pitch), np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
+    if not len(pitch):
+        return False
+    last = float(start.max())
+    window = (np.floor(last + 1e-9), max(np.floor(last + 1e-9) + 1, float(end.max())))
+    bass = lowest_sounding(pitch, start, end, window)
+    return (chord_root(pitch, start, end, window) == tonic(key) and bass is not None and bass % PITCH_CLASSES == tonic(key)
+            and float(end.max()) - last >= min_final_beats)

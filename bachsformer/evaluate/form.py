@@ -12,15 +12,13 @@ import numpy as np
 
 from ludovico_vae.midi import Notes, Score, bar_lines
 
-from ..tonality import PITCH_CLASSES, estimate_key, is_minor, key_name, pitch_class_weights, tonic
+from ..tonality import CADENCE_BEATS, PITCH_CLASSES, estimate_key, is_minor, key_name, tonic
+from ..tonality import chord_root as tonality_chord_root
+from ..tonality import lowest_sounding as tonality_lowest
 
 BARS_PER_KEY = 4  # the key path gives one key for every this many bars
 REPEAT_DISTANCE = 4  # a written repeat recurs at least this many bars away
 CELLS_PER_BEAT = 12  # positions in a bar are compared on this grid
-CADENCE_BEATS = 0.25  # the first half's closing chord is the one sounding in its last bar's first sixteenth
-# chord templates by their intervals above the root; the first that fits best names the root, so
-# triads come before the seventh chords that contain them
-CHORDS = ((0, 4, 7), (0, 3, 7), (0, 3, 6), (0, 4, 7, 10), (0, 3, 7, 10))
 
 
 @dataclass
@@ -60,26 +58,11 @@ def _short(key: int | None) -> str:
 
 
 def chord_root(notes: Notes, window: tuple) -> int | None:
-    """The root of the chord sounding in `window` (from, to): the template whose chord tones hold
-    the most duration, less what sounds outside them; among equals, the one whose root is the
-    bass, then the one whose root sounds longest. None if nothing sounds."""
-    weights = pitch_class_weights(notes.pitch, notes.start, notes.end, window)
-    if not weights.any():
-        return None
-    bass = lowest_sounding(notes, window) % PITCH_CLASSES
-    total, best, best_score = weights.sum(), None, None
-    for shape in CHORDS:
-        for root in range(PITCH_CLASSES):
-            inside = weights[[(root + interval) % PITCH_CLASSES for interval in shape]].sum()
-            score = (round(2 * inside - total, 9), root == bass, weights[root], -len(shape))
-            if best_score is None or score > best_score:
-                best, best_score = root, score
-    return best
+    return tonality_chord_root(notes.pitch, notes.start, notes.end, window)
 
 
 def lowest_sounding(notes: Notes, window: tuple) -> int | None:
-    sounding = (notes.start < window[1]) & (notes.end > window[0])
-    return int(notes.pitch[sounding].min()) if sounding.any() else None
+    return tonality_lowest(notes.pitch, notes.start, notes.end, window)
 
 
 def bar_starts(score: Score) -> np.ndarray:

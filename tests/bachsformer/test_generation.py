@@ -307,7 +307,7 @@ def test_a_binary_variation_plays_a_then_b_each_twice(plan_model):
 
 
 def test_the_plan_a_binary_variation_is_told(plan_model, monkeypatch):
-    """A is told sections 0 and its bars; B is written after A's repeat, as section 2 of 4."""
+    """A and B are each written as their second statement, told their section and bars."""
     from bachsformer.tokens import EXTRA_INPUTS
 
     seen = []
@@ -321,8 +321,10 @@ def test_the_plan_a_binary_variation_is_told(plan_model, monkeypatch):
     column = {name: plan_model.extra_inputs.index(name) for name in ("piece_key", "section", "bar_in_section")}
     a, b = seen
     assert (a[:, column["piece_key"]] == 14).all() and (b[:, column["piece_key"]] == 14).all()
-    assert a[1:, column["section"]].tolist() == [0] * 48 and a[1:, column["bar_in_section"]].tolist() == np.repeat(np.arange(16), 3).tolist()
-    assert b[-48:, column["section"]].tolist() == [2] * 48 and set(b[:-48, column["section"]].tolist()) == {1}
+    # A is written as its second statement, whose ending closes the first half, after a silent frame
+    assert a[1:, column["section"]].tolist() == [1] * 48 and a[1:, column["bar_in_section"]].tolist() == np.repeat(np.arange(16), 3).tolist()
+    # B as the last, whose ending closes the piece, after A's closing bars where B's first statement ends
+    assert b[-48:, column["section"]].tolist() == [3] * 48 and set(b[:-48, column["section"]].tolist()) == {2}
     assert set(EXTRA_INPUTS) >= set(plan_model.extra_inputs)
 
 
