@@ -146,8 +146,10 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return folder
 
 
+# the earlier inputs (transposition, not the plan), so the tests of through-composed pieces,
+# key guidance and key plans run on a model that has them; `tiny_plan_pair` has the plan
 TINY_GPT = ["--model.n_layer=1", "--model.n_head=2", "--model.n_embd=16", "--data.frames_per_window=4",
-            "--data.transpositions=[0, 2]"]
+            "--data.transpositions=[0, 2]", "--data.extra_inputs=[frame_index, beat, key]"]
 
 
 @pytest.fixture(scope="session")
@@ -167,24 +169,28 @@ def tiny_vae(tiny_corpus, tmp_path_factory) -> Path:
     return folder / "vae.pt"
 
 
-@pytest.fixture(scope="session")
-def tiny_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
-    """A checkpoint folder (vae.pt, transformer.pt) of tiny models, laid out as checkpoints/ is."""
+def _tiny_pair(folder: Path, corpus: Path, vae: Path, *overrides) -> Path:
+    """Train a tiny transformer on `vae`'s codes and lay the pair out in `folder` as checkpoints/ is."""
     import shutil
 
     from bachsformer.train.config import build_config
     from bachsformer.train.run_folder import export_weights
     from bachsformer.train.transformer import TransformerRecipe, train_transformer
 
-    folder = tmp_path_factory.mktemp("tiny-pair")
     config = build_config(TransformerRecipe, overrides=[
-        f"--data.midi_dir={tiny_corpus}", f"--data.vae={tiny_vae}", "--data.held_out=[p3]",
+        f"--data.midi_dir={corpus}", f"--data.vae={vae}", "--data.held_out=[p3]",
         f"--data.cache_dir={folder / 'cache'}", f"--train.out_dir={folder / 'run'}", "--train.max_steps=4",
-        "--train.eval_every=4", "--train.batch_size=8", "--train.threads=1", *TINY_GPT])
+        "--train.eval_every=4", "--train.batch_size=8", "--train.threads=1", *TINY_GPT, *overrides])
     train_transformer(config, log=lambda *_: None, progress=False)
-    shutil.copy(tiny_vae, folder / "vae.pt")
+    shutil.copy(vae, folder / "vae.pt")
     export_weights(folder / "run" / "best.pt", folder / "transformer.pt", "transformer")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
+    """A checkpoint folder (vae.pt, transformer.pt) of tiny models, laid out as checkpoints/ is."""
+    return _tiny_pair(tmp_path_factory.mktemp("tiny-pair"), tiny_corpus, tiny_vae)
 
 
 PLAN_INPUTS = "--data.extra_inputs=[frame_index, beat, piece_key, section, bar_in_section, bars_left]"
@@ -193,19 +199,4 @@ PLAN_INPUTS = "--data.extra_inputs=[frame_index, beat, piece_key, section, bar_i
 @pytest.fixture(scope="session")
 def tiny_plan_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
     """A checkpoint folder whose tiny transformer knows the key and the form of what it writes."""
-    import shutil
-
-    from bachsformer.train.config import build_config
-    from bachsformer.train.run_folder import export_weights
-    from bachsformer.train.transformer import TransformerRecipe, train_transformer
-
-    folder = tmp_path_factory.mktemp("tiny-plan-pair")
-    config = build_config(TransformerRecipe, overrides=[
-        f"--data.midi_dir={tiny_corpus}", f"--data.vae={tiny_vae}", "--data.held_out=[p3]",
-        f"--data.cache_dir={folder / 'cache'}", f"--train.out_dir={folder / 'run'}", "--train.max_steps=4",
-        "--train.eval_every=4", "--train.batch_size=8", "--train.threads=1", *TINY_GPT, PLAN_INPUTS])
-    train_transformer(config, log=lambda *_: None, progress=False)
-    shutil.copy(tiny_vae, folder / "vae.pt")
-    export_weights(folder / "run" / "best.pt", folder / "transformer.pt", "transformer")
-    return folder
-
+    return _tiny_pair(tmp_path_factory.mktemp("tiny-plan-pair"), tiny_corpus, tiny_vae, PLAN_INPUTS)
