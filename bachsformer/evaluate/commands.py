@@ -10,6 +10,8 @@
     continuation PROMPT OUT       a prompt's key, meter and tempo against its continuation's
     keys [--checkpoint-dir DIR]   pieces asked for in each of the 24 keys, and the keys they are in
     prompts DIR                   the openings of pieces continued, against their keys, meters and tempos
+    discriminate GEN_DIR --reference DIR
+                                  can a small CNN tell generated windows from real ones? (0.5: no)
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from ..tokens import encode_piece
 from .likelihood import likelihood, unigram_bits
 from .continuation import pair_files, read_pair
 from .continuation import summarise as summarise_continuations
+from .discriminate import add_discriminate_command
 from .form import form_of
 from .keys import add_keys_command
 from .prompts import add_prompts_command
@@ -393,6 +396,7 @@ def build_parser() -> CommandParser:
     con.set_defaults(run=run_continuation)
     add_keys_command(commands, BUNDLED_CHECKPOINTS)
     add_prompts_command(commands, BUNDLED_CHECKPOINTS)
+    add_discriminate_command(commands)
     return parser
 
 

@@ -236,7 +236,12 @@ def run_discriminate(args) -> int:
     generated, skipped = _read_pieces(args.path, "GEN_DIR", "generated", args.folds)
     reference, ref_skipped = _read_pieces(args.reference, "--reference", "reference", args.folds)
     skipped += ref_skipped
-    result = discriminate(generated, reference, args.beats, args.folds, args.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        result = discriminate(generated, reference, args.beats, args.folds, args.seed)
+    finally:
+        torch.set_num_threads(threads)
     tests = [("generated vs reference", "", "generated", "reference")]
     if result["baseline_balanced_accuracy"] is not None:
         tests.append(("reference half vs half", "baseline_", "reference_half_b", "reference_half_a"))
@@ -263,6 +268,9 @@ def add_discriminate_command(commands) -> None:
     dis.add_argument("--beats", type=positive_int, default=8, help="window length in beats, stride half of it (default 8)")
     dis.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds, grouped by file (default 5)")
     dis.add_argument("--seed", type=int, default=0, help="seeds the folds, the halves and the CNNs (default 0)")
+    # small convolutions wait on every thread at every op: on a machine whose other core is busy,
+    # two threads ran 8 times slower than one
+    dis.add_argument("--threads", type=positive_int, default=1, help="torch threads (default: %(default)s)")
     dis.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     dis.add_argument("--force", action="store_true", help="replace an existing --json FILE")
     dis.set_defaults(run=run_discriminate)

@@ -11,9 +11,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-from bachsformer.cli import CommandParser, run_main
 from bachsformer.evaluate import discriminate as dis
+from bachsformer.evaluate.commands import main
 from command_line import assert_one_error_line, run
 from ludovico_vae.midi import Notes, read_midi
 from synthetic_midi import text_file, write_midi
@@ -21,14 +22,14 @@ from synthetic_midi import text_file, write_midi
 PROG = "bachsformer.evaluate"
 
 
-def main(argv) -> int:
-    """The command as `python -m bachsformer.evaluate discriminate` runs it."""
-    def build_parser():
-        parser = CommandParser(prog=f"python -m {PROG}")
-        dis.add_discriminate_command(parser.add_subparsers(dest="command", required=True))
-        return parser
-
-    return run_main(PROG, build_parser, argv)
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test, restored afterwards: on a shared, oversubscribed CPU a second
+    thread spin-waits for a busy core, and these tests ran 15 times slower with two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def notes(triples) -> Notes:
