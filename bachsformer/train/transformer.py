@@ -36,9 +36,10 @@ from .token_corpus import TokenWindows, load_token_corpus
 @dataclass
 class TokenDataConfig(DataConfig):
     vae: Optional[str] = None  # the VQ-VAE whose codes the transformer learns; None: the bundled one
-    frames_per_window: int = 12  # context: 12 frames x 16 indices = 192 tokens
+    frames_per_window: int = 32  # context: 32 frames x 16 indices = 512 tokens, 10 bars of 3/4
     transpositions: tuple[int, ...] = (-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6)  # of the training pieces
-    extra_inputs: tuple[str, ...] = ("frame_index", "beat", "key")  # besides token position
+    # besides token position: where in its frame and bar a token is, and the plan (key and form)
+    extra_inputs: tuple[str, ...] = ("frame_index", "beat", "piece_key", "section", "bar_in_section", "bars_left")
     beat_slots: int = 16  # eighth-note slots of the beat-position embedding (bars up to 8 beats)
     code_features: bool = False  # also feed each code's VAE codebook vector into its embedding
     # Share of training windows whose key input (`key`, or `piece_key` where the model has it) is
@@ -70,14 +71,15 @@ class TokenDataConfig(DataConfig):
 
 @dataclass
 class GPTTrainConfig(RunConfig):
-    """The shipped recipe: 1,500 steps of 64 windows, evaluated every 250."""
+    """The shipped recipe: 1,200 steps of 16 windows of 512 tokens, evaluated every 200."""
 
     lr: float = 1e-3
     weight_decay: float = 0.1
-    warmup_steps: int = 200
+    warmup_steps: int = 100
     min_lr_ratio: float = 0.1
-    max_steps: int = 1500
-    eval_every: int = 250  # steps between evaluations (and checkpoints)
+    batch_size: int = 16
+    max_steps: int = 1200
+    eval_every: int = 200  # steps between evaluations (and checkpoints)
     out_dir: str = "runs/transformer"
     keep_snapshots: bool = False  # also keep each evaluation's checkpoint as step-NNNNNN.pt
     # a transformer checkpoint whose weights start this run (pretrained on a larger corpus, say);

@@ -260,9 +260,11 @@ def test_the_bundled_weights_load_and_write_music(tmp_path):
     if not (bundled / "vae.pt").exists() or not (bundled / "transformer.pt").exists():
         pytest.skip(f"no bundled weights in {bundled}")
     model = Bachsformer.from_checkpoints(bundled, "cpu")
-    piece = model.generate(bars=2, seed=0)[0]
+    piece = model.generate(bars=2, seed=0, form="through")[0]
     assert piece.frames.shape[0] == 2 * model.meter[0] * 4 // model.meter[1]
     assert len(piece.midi.instruments[0].notes) > 0
+    if model.plans:  # the default: a binary variation of four 16-bar sections
+        assert model.generate(seed=0)[0].frames.shape[0] == 64 * model.meter[0] * 4 // model.meter[1]
 
 
 def test_each_run_writes_a_new_piece_and_says_its_seed(tiny_pair, tmp_path, capsys):
