@@ -18,13 +18,12 @@ PROG = "generate.py"
 
 
 def _meter(text: str) -> tuple:
+    from bachsformer.errors import GenerationError
+    from bachsformer.generation import parse_meter
     try:
-        num, den = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise CommandError(f"--meter: expected N/D such as 3/4, got {text!r}") from None
-    if num < 1 or den not in (1, 2, 4, 8, 16, 32):
-        raise CommandError(f"--meter: {text} is not a time signature")
-    return num, den
+        return parse_meter(text)
+    except GenerationError as e:
+        raise CommandError(f"--{e}") from None
 
 
 def output_paths(args, names: list) -> list:

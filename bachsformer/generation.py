@@ -10,13 +10,16 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import torch
 
-from ludovico_vae.frames import ONSET, SOUNDING, Piece, bar_per_frame, frames_to_roll, meter_per_frame, roll_to_notes, shift_keys
-from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, body_meter, median_tempo, score_to_midi
+from ludovico_vae.files import atomic_write
+from ludovico_vae.frames import (ONSET, SOUNDING, Piece, bar_per_frame, frames_to_roll, meter_per_frame, roll_to_notes,
+                                 score_to_piece, shift_keys)
+from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, body_meter, median_tempo, read_midi, score_to_midi
 
 from .errors import GenerationError
 from .pair import Pair, load_pair
@@ -52,6 +55,22 @@ class Generated:
     seed: int  # generate(seed=seed) alone writes this piece again
     key_plan: str | None = None  # the training piece whose local keys the continuation followed
     prompt_beats: float = 0.0  # where the continuation begins in the MIDI, in beats
+
+    def write(self, path) -> None:
+        """Write the MIDI file, atomically: a crash never leaves half a file."""
+        with atomic_write(path) as f:
+            self.midi.write(f)
+
+    def to_wav(self, path, soundfont=None) -> None:
+        """Render stereo audio (TinySoundFont or FluidSynth; see `bachsformer.audio`)."""
+        from .audio import write_wav
+        write_wav(self.midi, path, soundfont)
+
+    def to_png(self, path, title: str | None = None) -> None:
+        """Draw the piece in systems of bars, the prompt in blue (see `bachsformer.plots`)."""
+        from .plots import describe, piano_roll_png
+        piano_roll_png(self.midi, path, title if title is not None else describe(self.midi, f"seed {self.seed}"),
+                       self.prompt_beats)
 
 
 class Bachsformer:
@@ -130,6 +149,7 @@ class Bachsformer:
                  form: str | None = None, candidates: int = DEFAULT_CANDIDATES) -> list:
         """`num_samples` new pieces, as `Generated`.
 
+        `prompt` is a `Piece` or the path of a MIDI file; `meter` a tuple or text such as "3/4".
         `form` "binary" (the default for a model that knows the form, without a prompt) writes a
         Goldberg variation's plan: a section A of SECTION_BARS bars played twice, then B played
         twice, in the corpus' meter; `bars` is not used. "through" writes `bars` bars straight on
@@ -165,6 +185,10 @@ class Bachsformer:
             raise GenerationError(f"num samples must be a positive integer, got {num_samples!r}")
         if not (isinstance(key_guidance, (int, float)) and math.isfinite(key_guidance) and key_guidance >= 0):
             raise GenerationError(f"key guidance must be a non-negative number, got {key_guidance!r}")
+        if isinstance(meter, str):
+            meter = parse_meter(meter)
+        if isinstance(prompt, (str, Path)):
+            prompt = score_to_piece(read_midi(prompt), self.grid)
         if prompt is not None and prompt_bars is not None and prompt_bars < 1:
             raise GenerationError(f"prompt bars must be a positive integer, got {prompt_bars!r}")
         if key is not None and not self.plans:
@@ -345,6 +369,17 @@ def hold_last_bar(frames: np.ndarray, frames_per_bar: int) -> None:
     bar[:] = 0
     bar[:, SOUNDING, chord, :] = 1
     bar[0, ONSET, :, 0] = struck * chord
+
+
+def parse_meter(text: str) -> tuple:
+    """ "3/4" -> (3, 4); GenerationError naming the text otherwise."""
+    try:
+        num, den = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise GenerationError(f"meter: expected N/D such as 3/4, got {text!r}") from None
+    if num < 1 or den not in (1, 2, 4, 8, 16, 32):
+        raise GenerationError(f"meter: {text} is not a time signature")
+    return num, den
 
 
 def _candidate_seed(seed: int, j: int) -> int:

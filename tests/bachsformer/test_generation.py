@@ -362,3 +362,14 @@ def test_the_script_writes_a_binary_variation_in_the_key_asked_for(tiny_plan_pai
     assert sorted(p.name for p in tmp_path.glob("*.mid")) == ["bachsformer-seed2-binary-E-minor-t1.mid",
                                                              "bachsformer-seed2-binary-t1.mid"]
     assert generate.main(args + ["--key", "E dorian"]) == 2
+
+
+def test_a_piece_writes_its_midi_and_picture_and_takes_a_prompt_by_path(plan_model, tmp_path):
+    prompt = write_midi(tmp_path / "theme.mid", [(60 + i % 5, i * 0.5, i * 0.5 + 0.5) for i in range(16)])
+    piece = plan_model.generate(seed=1, bars=1, prompt=str(prompt), meter="3/4")[0]
+    piece.write(tmp_path / "out.mid")
+    piece.to_png(tmp_path / "out.png")
+    assert read_midi(tmp_path / "out.mid").time_signatures[-1][1:] == (3, 4)
+    assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG" and piece.prompt_beats == 8.0
+    with pytest.raises(ValueError, match="not a time signature"):
+        plan_model.generate(seed=1, bars=1, meter="5/3")
