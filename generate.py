@@ -100,6 +100,8 @@ def run(args) -> None:
         with atomic_write(path) as f:
             piece.midi.write(f)
         print(path)
+        if not any(instrument.notes for instrument in piece.midi.instruments):
+            print(f"warning: {path} has no notes: the model wrote silence (is it trained?)", file=sys.stderr)
         if args.png:
             from bachsformer.plots import describe, piano_roll_png
             piano_roll_png(piece.midi, path.with_suffix(".png"), describe(piece.midi, path.stem), piece.prompt_beats)

@@ -26,6 +26,10 @@ from .data import DataConfig, load_corpus, monitor_subset, split_pieces
 from .distributed import World, joined
 
 
+# perplexity under this share of the codebook: most frames share a handful of codes
+COLLAPSED_SHARE = 0.02
+
+
 @dataclass
 class VAETrainConfig(RunConfig):
     """The shipped recipe: 400 epochs at batch 64 (small batches help an under-fitted model)."""
@@ -62,6 +66,14 @@ class VAERecipe:
     model: VQVAEConfig = field(default_factory=VQVAEConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: VAETrainConfig = field(default_factory=VAETrainConfig)
+
+
+def collapse_warning(perplexity: float, codebook_size: int) -> str | None:
+    """A warning when the codes in use are too few for the VQ-VAE to tell frames apart."""
+    if perplexity >= COLLAPSED_SHARE * codebook_size:
+        return None
+    return (f"warning: the codebook has collapsed: perplexity {perplexity:.1f} of {codebook_size} codes "
+            "(try a smaller codebook, more data or a lower model.dead_code_threshold)")
 
 
 def check_model_fits_grid(model: VQVAEConfig, grid: FrameGrid) -> None:
@@ -252,6 +264,9 @@ def _train_vae(config: VAERecipe, world: World, resume: bool, log, progress: boo
                       f"train-piece note F1 {seen_pieces.get('note_f1', float('nan')):.4f}, "
                       f"perplexity {val.get('perplexity', row['train_perplexity']):.1f}, "
                       f"{row['samples_per_s']:.0f} frames/s{' *' if improved else ''}")
+            warning = collapse_warning(val.get("perplexity", row["train_perplexity"]), model_config.codebook_size)
+            if warning:
+                bar.write(warning)
         sums, seen, started = dict.fromkeys(keys, 0.0), 0, time.perf_counter()
     bar.close()
     return row

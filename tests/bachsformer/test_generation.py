@@ -273,7 +273,7 @@ def test_each_run_writes_a_new_piece_and_says_its_seed(tiny_pair, tmp_path, caps
     first, second = sorted(tmp_path.glob("*.mid"))
     assert first.name != second.name, "no --seed: a fresh seed each run, never the same file"
     err = capsys.readouterr().err
-    seed = int(err.splitlines()[0].split()[1].rstrip(":"))
+    seed = int(next(line for line in err.splitlines() if line.startswith("seed ")).split()[1].rstrip(":"))
     assert f"--seed {seed}" in err and any(f"seed{seed}-" in p.name for p in (first, second))
 
 
@@ -373,3 +373,10 @@ def test_a_piece_writes_its_midi_and_picture_and_takes_a_prompt_by_path(plan_mod
     assert (tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG" and piece.prompt_beats == 8.0
     with pytest.raises(ValueError, match="not a time signature"):
         plan_model.generate(seed=1, bars=1, meter="5/3")
+
+
+def test_a_silent_piece_is_said(tiny_pair, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Bachsformer, "_decode", lambda self, indices, context: np.zeros(
+        (len(indices), indices.shape[1], *self.grid.frame_shape), dtype=np.uint8))
+    assert generate.main(["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "1", "--seed", "0"]) == 0
+    assert "has no notes: the model wrote silence" in capsys.readouterr().err

@@ -150,3 +150,10 @@ def test_a_checkpoint_of_the_wrong_kind_is_refused(tmp_path):
     torch.save({"kind": "transformer"}, tmp_path / "t.pt")
     with pytest.raises(CheckpointError, match="expected a vae checkpoint"):
         load_vae(tmp_path / "t.pt")
+
+
+def test_a_collapsed_codebook_is_said():
+    from bachsformer.train.vae import collapse_warning
+
+    assert "collapsed: perplexity 1.0 of 512 codes" in collapse_warning(1.0, 512)
+    assert collapse_warning(387.0, 512) is None and collapse_warning(1.0, 16) is None
