@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cli import format_table, progress, write_json
+from ..cli import format_table, positive_int, progress, write_json
 from ..generation import Bachsformer
 from ..tonality import PITCH_CLASSES, closely_related, estimate_key, key_name
 
@@ -28,8 +28,6 @@ def key_accuracy(model: Bachsformer, samples_per_key: int = 5, seed: int = 0, **
 
 
 def add_keys_command(commands, default_checkpoints) -> None:
-    from ..cli import positive_int
-
     keys = commands.add_parser("keys", help="pieces asked for in each of the 24 keys, and the keys they are in")
     keys.add_argument("--checkpoint-dir", default=str(default_checkpoints), help="holds vae.pt and transformer.pt")
     keys.add_argument("--samples", type=positive_int, default=5, help="pieces per key (default: %(default)s)")
