@@ -15,7 +15,7 @@ from ludovico_vae.model import VQVAE
 from .tonality import NO_KEY, PITCH_CLASSES, key_of_weights, local_keys
 
 # the extra per-token inputs of the transformer, as columns of `token_extras`
-FRAME_INDEX, BEAT_SLOT, KEY, PROGRESS, LOCAL_KEY, PIECE_KEY, SECTION, BAR_IN_SECTION, BARS_LEFT = range(9)
+FRAME_INDEX, BEAT_SLOT, KEY, PROGRESS, LOCAL_KEY, PIECE_KEY, SECTION, BAR_IN_SECTION, BARS_LEFT, FUTURE = range(10)
 SLOTS_PER_BEAT = 2  # beat position in the bar, counted in eighth notes
 # The key input is a window's transposition from the piece as written, modulo an octave. Trained
 # on every transposition, the model learns them all; asked for 0, it writes in the corpus' keys
@@ -34,6 +34,11 @@ PIECE_KEYS = NO_KEY
 SECTIONS = 4
 BAR_SLOTS = 16  # bar within the section; the last slot stands for all later bars
 BARS_LEFT_SLOTS = 16  # bars to the end, the last slot standing for BARS_LEFT_SLOTS - 1 or more
+# Filling a gap: the frames that follow the gap are put first in the sequence, marked by the
+# future input (1), and the frames before the gap and the gap itself follow in order (0). A model
+# trained on some windows so reordered writes a gap knowing what comes after it, and on the rest
+# continues as before; their plan inputs say where in the piece the future frames stand.
+FUTURE_ROLES = 2
 
 
 @dataclass
@@ -77,9 +82,9 @@ def form_plan(bars: np.ndarray, n_bars: int) -> tuple:
 def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray, transpose: int = 0,
                  progress: np.ndarray | None = None, keys: np.ndarray | None = None,
                  bars: np.ndarray | None = None, n_bars: int | None = None, piece_key: int = NO_KEY) -> np.ndarray:
-    """Per-token extra inputs `(n_frames * indices_per_frame, 9)`, columns as named above: index
+    """Per-token extra inputs `(n_frames * indices_per_frame, 10)`, columns as named above: index
     within the frame, beat slot, transposition, progress, local key, piece key, section, bar in
-    section, bars left. `progress` (n_frames,) defaults to that of a whole piece of n_frames; `keys`
+    section, bars left, future (0: tokens in order; see `future_first`). `progress` (n_frames,) defaults to that of a whole piece of n_frames; `keys`
     (n_frames,), the local keys, to NO_KEY; `bars` (n_frames,) to bar 0 of a one-bar piece."""
     index = np.tile(np.arange(indices_per_frame), n_frames)
     key = np.full_like(index, transpose % KEYS)
@@ -93,7 +98,19 @@ def token_extras(n_frames: int, indices_per_frame: int, slots: np.ndarray, trans
     per_frame = [slots[:n_frames], progress[:n_frames], np.asarray(keys, dtype=np.int64)[:n_frames],
                  np.full(n_frames, piece_key), *plan]
     slot, progress, local, whole, section, in_section, left = (np.repeat(c, indices_per_frame) for c in per_frame)
-    return np.stack([index, slot, key, progress, local, whole, section, in_section, left], axis=1)
+    return np.stack([index, slot, key, progress, local, whole, section, in_section, left, np.zeros_like(index)], axis=1)
+
+
+def future_first(tokens: np.ndarray, extras: np.ndarray, n_future: int, indices_per_frame: int) -> tuple:
+    """The fill-in-the-middle order of a run of whole frames: its last `n_future` frames first,
+    marked as the future, then the frames before them, in order.
+
+    tokens (N * indices_per_frame,), extras (N * indices_per_frame, 10) -> the same, reordered.
+    """
+    cut = len(tokens) - n_future * indices_per_frame
+    future = extras[cut:].copy()
+    future[:, FUTURE] = 1
+    return np.concatenate([tokens[cut:], tokens[:cut]]), np.concatenate([future, extras[:cut]])
 
 
 def extras_of(piece: TokenPiece) -> np.ndarray:
@@ -130,11 +147,11 @@ def silent_frame_codes(model, frame_shape: tuple, device) -> np.ndarray:
 
 EXTRA_INPUTS = {"frame_index": FRAME_INDEX, "beat": BEAT_SLOT, "key": KEY, "progress": PROGRESS,
                 "local_key": LOCAL_KEY, "piece_key": PIECE_KEY, "section": SECTION, "bar_in_section": BAR_IN_SECTION,
-                "bars_left": BARS_LEFT}
+                "bars_left": BARS_LEFT, "future": FUTURE}
 
 
 def select_extras(extras: torch.Tensor, names) -> torch.Tensor | None:
-    """The columns of the per-token extras `(..., 9)` the model was configured with."""
+    """The columns of the per-token extras `(..., 10)` the model was configured with."""
     if not names:
         return None
     return extras[..., [EXTRA_INPUTS[n] for n in names]]

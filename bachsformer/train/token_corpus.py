@@ -18,7 +18,7 @@ from ludovico_vae.frames import FrameGrid, meter_per_frame
 from ludovico_vae.model import VQVAE
 
 from ..pair import Style, load_vae
-from ..tokens import TokenPiece, beat_slots, encode_piece, extras_of, key_of_frames, silent_frame_codes
+from ..tokens import TokenPiece, beat_slots, encode_piece, extras_of, future_first, key_of_frames, silent_frame_codes
 from ..tonality import local_keys
 from .data import load_corpus, split_pieces
 
@@ -163,15 +163,27 @@ class TokenWindows:
     def block_size(self) -> int:
         return self.frames_per_window * self.indices_per_frame
 
-    def batch(self, rows) -> tuple:
-        """Windows `rows` -> (inputs (B, T), targets (B, T), extras (B, T, 3)) as torch tensors."""
-        size = self.block_size
+    def batch(self, rows, future=None) -> tuple:
+        """Windows `rows` -> (inputs (B, T), targets (B, T), extras (B, T, 10)) as torch tensors.
+
+        `future` (B,) reorders row j's window with its last future[j] frames first (`future_first`;
+        0 keeps it in order): the in-order part ends where the future begins, so its last target
+        is the future's first token, and the future's last token predicts nothing (-1).
+        """
+        size, per_frame = self.block_size, self.indices_per_frame
         x = np.empty((len(rows), size), dtype=np.int64)
         y = np.empty((len(rows), size), dtype=np.int64)
         e = np.empty((len(rows), size, self.extras[0].shape[1] if self.extras else 0), dtype=np.int64)
         for j, (piece, frame) in enumerate(self.index[rows]):
-            start = frame * self.indices_per_frame
-            x[j] = self.flat[piece][start:start + size]
-            y[j] = self.flat[piece][start + 1:start + size + 1]
-            e[j] = self.extras[piece][start:start + size]
+            start = frame * per_frame
+            n_future = 0 if future is None else int(future[j])
+            if n_future:
+                x[j], e[j] = future_first(self.flat[piece][start:start + size], self.extras[piece][start:start + size],
+                                          n_future, per_frame)
+                y[j, :-1], y[j, -1] = x[j, 1:], x[j, 0]
+                y[j, n_future * per_frame - 1] = -1
+            else:
+                x[j] = self.flat[piece][start:start + size]
+                y[j] = self.flat[piece][start + 1:start + size + 1]
+                e[j] = self.extras[piece][start:start + size]
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(e)

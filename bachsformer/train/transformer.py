@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..evaluate.likelihood import likelihood, unigram_bits
 from ..pair import TRANSFORMER_KIND, load_vae
 from ..paths import BUNDLED_VAE
-from ..tokens import (BAR_SLOTS, BARS_LEFT_SLOTS, EXTRA_INPUTS, KEY, KEYS, LOCAL_KEYS, PIECE_KEY, PIECE_KEYS, PROGRESS_BINS,
+from ..tokens import (BAR_SLOTS, BARS_LEFT_SLOTS, EXTRA_INPUTS, FUTURE_ROLES, KEY, KEYS, LOCAL_KEYS, PIECE_KEY, PIECE_KEYS, PROGRESS_BINS,
                       SECTIONS, select_extras)
 from .config import RunConfig
 from .data import DataConfig, monitor_subset
@@ -50,6 +50,11 @@ class TokenDataConfig(DataConfig):
     # silent frame's codes) is one the model has seen. Off: it gave samples the bass of a real
     # opening but not a better pitch-class profile (docs/results.md).
     silent_lead_in: bool = False
+    # Share of training windows in fill-in-the-middle order (`tokens.future_first`): the last
+    # 1 to `max_future_frames` frames first, marked by the `future` input. What lets one model both
+    # continue a piece and regenerate bars between a given past and future.
+    fill_in_middle: float = 0.0
+    max_future_frames: int = 12
 
     @property
     def vae_path(self) -> Path:
@@ -67,6 +72,12 @@ class TokenDataConfig(DataConfig):
             raise ValueError(f"beat_slots must be at least 1, got {self.beat_slots}")
         if not 0 <= self.key_dropout < 1:
             raise ValueError(f"key_dropout must lie in [0, 1), got {self.key_dropout}")
+        if not 0 <= self.fill_in_middle < 1:
+            raise ValueError(f"fill_in_middle must lie in [0, 1), got {self.fill_in_middle}")
+        if self.fill_in_middle and "future" not in self.extra_inputs:
+            raise ValueError("fill_in_middle needs the future input: add 'future' to extra_inputs")
+        if self.fill_in_middle and not 1 <= self.max_future_frames < self.frames_per_window:
+            raise ValueError(f"max_future_frames must lie in [1, frames_per_window), got {self.max_future_frames}")
 
 
 @dataclass
@@ -109,7 +120,8 @@ def model_config_for_data(model: GPTConfig, data: TokenDataConfig, vae_config):
     codebook_size, indices_per_frame = vae_config.codebook_size, vae_config.n_indices
     sizes = {"frame_index": indices_per_frame, "beat": data.beat_slots, "key": KEYS + bool(data.key_dropout),
              "progress": PROGRESS_BINS, "local_key": LOCAL_KEYS, "piece_key": PIECE_KEYS + 1, "section": SECTIONS,
-             "bar_in_section": BAR_SLOTS, "bars_left": BARS_LEFT_SLOTS}
+             "bar_in_section": BAR_SLOTS, "bars_left": BARS_LEFT_SLOTS,
+             "future": FUTURE_ROLES}
     block_size = data.frames_per_window * indices_per_frame
     if model.block_size not in (GPTConfig.block_size, block_size):
         reason = (f"is not a multiple of the {indices_per_frame} codes of a frame" if model.block_size % indices_per_frame
@@ -199,9 +211,12 @@ def _train_transformer(config: TransformerRecipe, world: World, resume: bool, lo
         epoch, offset = divmod(step, per_epoch)
         sampler.set_epoch(epoch)
         rows = np.array(list(sampler))[offset * local_batch:(offset + 1) * local_batch]
-        x, y, e = windows.batch(rows)
-        if data.key_dropout:  # drawn per window of the whole set, so every process agrees
-            unkeyed = torch.from_numpy(np.random.default_rng([train.seed, step]).random(len(windows))[rows] < data.key_dropout)
+        # drawn per window of the whole set from the seed and step, so every process agrees
+        draws = np.random.default_rng([train.seed, step]).random((3, len(windows)))[:, rows]
+        future = np.where(draws[1] < data.fill_in_middle, 1 + (draws[2] * data.max_future_frames).astype(np.int64), 0)
+        x, y, e = windows.batch(rows, future)
+        if data.key_dropout:
+            unkeyed = torch.from_numpy(draws[0] < data.key_dropout)
             if "piece_key" in data.extra_inputs:
                 e[unkeyed, :, PIECE_KEY] = PIECE_KEYS
             else:

@@ -13,8 +13,8 @@ from bachsformer.evaluate.commands import main as evaluate_main
 from bachsformer.checkpoints import load_checkpoint
 from bachsformer.errors import CheckpointError
 from bachsformer.train.run_folder import export_weights
-from bachsformer.tokens import (BAR_IN_SECTION, BARS_LEFT, PIECE_KEY, SECTION, TokenPiece, beat_slots, form_plan,
-                               progress_bins, silent_frame_codes, token_extras)
+from bachsformer.tokens import (BAR_IN_SECTION, BARS_LEFT, FUTURE, PIECE_KEY, SECTION, TokenPiece, beat_slots, form_plan,
+                               future_first, progress_bins, silent_frame_codes, token_extras)
 from bachsformer.tonality import KEY_WINDOW, NO_KEY, local_keys
 from bachsformer.train.token_corpus import TokenWindows, load_token_corpus, with_silent_lead_in
 from ludovico_vae.files import sha256_file
@@ -48,7 +48,7 @@ def test_windows_are_whole_frames_with_targets_shifted_by_one():
 def test_windows_carry_the_key_of_their_transposition():
     pieces = [TokenPiece("a", np.zeros((6, 4), dtype=np.int64), np.zeros(6, dtype=np.int64), transpose=-3)]
     _, _, e = TokenWindows(pieces, frames_per_window=2).batch(np.array([0, 3]))
-    assert e.shape == (2, 8, 9) and (e[..., 2] == 9).all()
+    assert e.shape == (2, 8, 10) and (e[..., 2] == 9).all()
 
 
 def test_windows_carry_the_plan_of_their_piece():
@@ -59,6 +59,27 @@ def test_windows_carry_the_plan_of_their_piece():
     assert (e[..., PIECE_KEY] == 7).all()
     assert e[0, :, SECTION].tolist() == [0, 0, 0, 0] and e[1, :, SECTION].tolist() == [2, 3, 3, 3]
     assert e[0, :, BAR_IN_SECTION].tolist() == [0, 0, 1, 1] and e[1, :, BARS_LEFT].tolist() == [2, 1, 1, 0]
+
+
+def test_a_fill_in_the_middle_window_puts_its_future_first():
+    """Frames 1-4 of codes 0..23 with the last 1 as the future: frame 4, then frames 1-3 in order,
+    each target the next token of that sequence, the in-order part ending on the future's start."""
+    pieces = [TokenPiece("a", np.arange(6 * 4).reshape(6, 4), np.arange(6) % 3)]
+    windows = TokenWindows(pieces, frames_per_window=4)
+    x, y, e = windows.batch(np.array([1, 1]), future=np.array([0, 1]))
+    assert x[0].tolist() == list(range(4, 20)) and (e[0, :, FUTURE] == 0).all()
+    assert x[1].tolist() == [16, 17, 18, 19] + list(range(4, 16))
+    assert y[1].tolist() == [17, 18, 19, -1] + list(range(5, 16)) + [16]
+    assert e[1, :, FUTURE].tolist() == [1] * 4 + [0] * 12
+    assert e[1, :, 1].tolist() == [1] * 4 + [1] * 4 + [2] * 4 + [0] * 4  # each frame keeps its own inputs
+
+
+def test_future_first_moves_whole_frames_and_marks_them():
+    extras = token_extras(3, 2, np.array([0, 1, 2]))
+    tokens, moved = future_first(np.arange(6), extras, 2, 2)
+    assert tokens.tolist() == [2, 3, 4, 5, 0, 1]
+    assert moved[:, FUTURE].tolist() == [1, 1, 1, 1, 0, 0] and (extras[:, FUTURE] == 0).all()
+    assert moved[:, 1].tolist() == [1, 1, 2, 2, 0, 0]
 
 
 def test_the_plan_of_a_goldberg_variation_is_a_a_b_b():
