@@ -26,6 +26,15 @@ def _meter(text: str) -> tuple:
         raise CommandError(f"--{e}") from None
 
 
+def _bar_range(text: str) -> tuple:
+    from bachsformer.editing import parse_bar_range
+    from bachsformer.errors import GenerationError
+    try:
+        return parse_bar_range(text)
+    except GenerationError as e:
+        raise CommandError(f"--regenerate: {e}") from None
+
+
 def output_paths(args, names: list) -> list:
     """Where each sample goes: `--out` (a file for one sample, a folder for several), else generated/."""
     if args.out and len(names) == 1 and Path(args.out).suffix.lower() in (".mid", ".midi"):
@@ -43,6 +52,11 @@ def output_paths(args, names: list) -> list:
 
 def sample_names(args) -> list:
     """One file name per sample, naming its own seed and every option that changes the music."""
+    if args.regenerate:
+        bars = "_".join(f"{a}-{b}" if a != b else str(a) for a, b in sorted(args.regenerate))
+        settings = [f"bars{bars}", f"t{args.temperature:g}"] + ([f"k{args.top_k}"] if args.top_k else []) + (
+            [f"p{args.top_p:g}"] if args.top_p else [])
+        return [f"{Path(args.input).stem}-seed{args.seed + i}-{'-'.join(settings)}.mid" for i in range(args.num_samples)]
     settings = [args.form or "", args.key.replace(" ", "-") if args.key else ""]
     settings += [] if args.form == "binary" else [f"{args.bars}bars"]
     settings += [f"t{args.temperature:g}"]
@@ -77,6 +91,9 @@ def run(args) -> None:
         raise CommandError(f"--program must be a General MIDI program 0-127, got {args.program}")
     if not -48 <= args.transpose <= 48:
         raise CommandError(f"--transpose must lie between -48 and 48 semitones, got {args.transpose}")
+    if bool(args.input) != bool(args.regenerate):
+        raise CommandError("--regenerate needs --input FILE.mid" if args.regenerate else
+                           "--input needs --regenerate A:B (the bars to write anew); to continue a piece use --prompt")
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device)
     if args.form is None:  # named in the file: a binary piece has no --bars
         args.form = "binary" if model.plans and not args.prompt else None
@@ -91,10 +108,14 @@ def run(args) -> None:
     nucleus = {} if args.top_p is None else {"top_p": args.top_p}  # None: the API's default
     if args.key_guidance is not None:
         nucleus["key_guidance"] = args.key_guidance
-    pieces = model.generate(bars=args.bars, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
-                            num_samples=args.num_samples, meter=args.meter, qpm=args.bpm, prompt=prompt,
-                            prompt_bars=args.prompt_bars, transpose=args.transpose, program=args.program,
-                            key_plan=args.key_plan, key=args.key, form=args.form, **nucleus)
+    if args.regenerate:
+        pieces = model.regenerate(args.input, args.regenerate, seed=args.seed, num_samples=args.num_samples,
+                                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    else:
+        pieces = model.generate(bars=args.bars, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
+                                num_samples=args.num_samples, meter=args.meter, qpm=args.bpm, prompt=prompt,
+                                prompt_bars=args.prompt_bars, transpose=args.transpose, program=args.program,
+                                key_plan=args.key_plan, key=args.key, form=args.form, **nucleus)
     for piece, path in zip(pieces, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
@@ -145,6 +166,10 @@ def build_parser() -> CommandParser:
     parser.add_argument("--key-plan", metavar="PIECE", help="follow the local keys of this training piece, e.g. "
                         "988-v01 (models trained with local keys; default: one the seed picks)")
     parser.add_argument("--prompt", metavar="FILE.mid", help="continue this piece")
+    parser.add_argument("--input", metavar="FILE.mid", help="your own piece, to work on with --regenerate")
+    parser.add_argument("--regenerate", metavar="A:B", type=_bar_range, action="append",
+                        help="write bars A to B of --input anew (from 1, both included; repeatable), keeping every "
+                             "other note exactly")
     parser.add_argument("--prompt-bars", type=positive_int, help="use only the prompt's last N bars")
     parser.add_argument("--out", help="a .mid file for one sample, or a folder (default: generated/)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")

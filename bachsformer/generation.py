@@ -213,6 +213,14 @@ class Bachsformer:
                                      max(0.0, n_prompt - lead_in)))
         return results
 
+    def regenerate(self, source, bars, seed: int | None = None, num_samples: int = 1, temperature: float = 1.0,
+                   top_k: int | None = None, top_p: float | None = None) -> list:
+        """The MIDI file `source` with the bars of each `(first, last)` in `bars` (counted from 1, both
+        included) written anew, every note starting outside them kept exactly; see `bachsformer.editing`."""
+        from .editing import regenerate
+        return regenerate(self, source, bars, seed=seed, num_samples=num_samples, temperature=temperature,
+                          top_k=top_k, top_p=top_p)
+
     def _key(self, key, context: np.ndarray | None) -> int:
         """The key to write in: the one asked for, else the prompt's, else the corpus'."""
         if isinstance(key, str):

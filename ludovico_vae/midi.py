@@ -104,6 +104,11 @@ def _beats_of_seconds(pm: pretty_midi.PrettyMIDI, seconds: np.ndarray) -> np.nda
     return change_beats[seg] + (seconds - change_times[seg]) * qpms[seg] / 60.0
 
 
+def beats_of_seconds(pm: pretty_midi.PrettyMIDI, seconds) -> np.ndarray:
+    """Times in seconds of `pm` as beats on its own ticks, as `read_midi` gives them."""
+    return _on_ticks(_beats_of_seconds(pm, np.asarray(seconds, dtype=np.float64)), int(pm.resolution))
+
+
 def _on_ticks(beats: np.ndarray, ticks_per_beat: int) -> np.ndarray:
     """Snap beats computed from seconds back onto the file's exact ticks."""
     return np.floor(beats * ticks_per_beat + 0.5) / ticks_per_beat
@@ -144,7 +149,10 @@ def _gather_meta_events(midi: mido.MidiFile) -> None:
     midi.tracks[0] = _track(merged + [(end, mido.MetaMessage("end_of_track"))])
 
 
-def _parse(path: Path) -> pretty_midi.PrettyMIDI:
+def parse_midi(path) -> pretty_midi.PrettyMIDI:
+    """The file as pretty_midi reads it, with every track's tempo and meter events seen; MidiError
+    naming the file if it is not MIDI or is corrupt."""
+    path = Path(path)
     try:
         head = file_head(path, 4, "no such file", "a MIDI file")
     except ValueError as e:
@@ -168,7 +176,7 @@ def _parse(path: Path) -> pretty_midi.PrettyMIDI:
 def read_midi(path) -> Score:
     """Read a MIDI file (type 0 or 1, any resolution, tracks, channels, tempo and meter changes)."""
     path = Path(path)
-    pm = _parse(path)
+    pm = parse_midi(path)
     tpb = int(pm.resolution)
     if tpb <= 0:
         raise MidiError(path, f"invalid resolution of {tpb} ticks per beat")

@@ -200,3 +200,11 @@ PLAN_INPUTS = "--data.extra_inputs=[frame_index, beat, piece_key, section, bar_i
 def tiny_plan_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
     """A checkpoint folder whose tiny transformer knows the key and the form of what it writes."""
     return _tiny_pair(tmp_path_factory.mktemp("tiny-plan-pair"), tiny_corpus, tiny_vae, PLAN_INPUTS)
+
+
+@pytest.fixture(scope="session")
+def tiny_fill_pair(tiny_corpus, tiny_vae, tmp_path_factory) -> Path:
+    """A checkpoint folder whose tiny transformer knows the plan and was trained to fill gaps."""
+    inputs = "--data.extra_inputs=[frame_index, beat, piece_key, section, bar_in_section, bars_left, future]"
+    return _tiny_pair(tmp_path_factory.mktemp("tiny-fill-pair"), tiny_corpus, tiny_vae, inputs,
+                      "--data.fill_in_middle=0.5", "--data.max_future_frames=2")

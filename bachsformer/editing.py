@@ -1,0 +1,191 @@
+"""Your own music: new bars written into a MIDI file between what comes before and after them.
+
+    from bachsformer import Bachsformer
+    model = Bachsformer.from_checkpoints()
+    piece = model.regenerate("my_piece.mid", [(5, 8)], seed=0)[0]   # bars 5 to 8, counted from 1
+    piece.write("my_piece-new-5-8.mid")
+
+Every note that starts outside the chosen bars is kept exactly as the file has it (pitch, start
+and end, its track, program and velocity); a note held into a chosen bar is cut where the bar
+begins. The transformer writes the bars' codes knowing the music before them and, when it was
+trained to fill gaps (the `future` input), the frames after them; the VQ-VAE decodes them.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import torch
+
+from ludovico_vae.frames import QUANTISED_SHARE, bar_per_frame, frames_to_roll, meter_per_frame, roll_to_notes, score_to_piece
+from ludovico_vae.midi import DEFAULT_VELOCITY, Notes, bar_lines, beats_of_seconds, parse_midi, read_midi
+
+from .errors import GenerationError
+from .generation import Generated, fresh_seed
+from .tokens import (SLOTS_PER_BEAT, beat_slots, encode, future_first, key_of_frames, progress_bins,
+                     select_extras, token_extras)
+
+FUTURE_FRAMES = 8  # frames after a gap shown to the model; it trained with 1 to 12
+PAST_FRAMES = 8  # frames before a gap kept in view while its last frames are written
+EPS = 1e-6
+
+
+def parse_bar_range(text: str) -> tuple:
+    """ "5:8" -> (5, 8); "5" -> (5, 5). Bars count from 1; both ends are included."""
+    parts = text.split(":")
+    try:
+        first, last = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (None, None)
+    except ValueError:
+        first = last = None
+    if first is None:
+        raise GenerationError(f"bars: expected A:B such as 5:8, got {text!r}")
+    return first, last
+
+
+def regenerate(model, source, ranges, seed: int | None = None, num_samples: int = 1, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float | None = None) -> list:
+    """`num_samples` versions of the MIDI file `source` with the bars of each `(first, last)` of
+    `ranges` written anew (bars from 1, both included), as `Generated`; sample i is seed + i's."""
+    path = Path(source)
+    score = read_midi(path)
+    piece = score_to_piece(score, model.grid)
+    if piece.stats["onsets_near_grid"] < QUANTISED_SHARE:
+        raise GenerationError(f"{path}: a performance, not a score: only {100 * piece.stats['onsets_near_grid']:.0f}% "
+                              "of its onsets lie near the beat grid (quantise it first)")
+    end_beat = len(piece) - piece.lead_in
+    meters = {(num, den) for _, num, den in score.time_signatures}
+    too_long = [f"{n}/{d}" for n, d in sorted(meters) if n * 4 / d * SLOTS_PER_BEAT > model.n_slots]
+    if too_long:
+        raise GenerationError(f"{path}: its meter {', '.join(too_long)} has bars longer than the model has seen "
+                              f"({model.n_slots // SLOTS_PER_BEAT} beats at most)")
+    spans = bar_spans(path, ranges, bar_lines(score.time_signatures, end_beat), end_beat)
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise GenerationError(f"num samples must be a positive integer, got {num_samples!r}")
+    seed = fresh_seed() if seed is None else int(seed)
+    seeds = [seed + i for i in range(num_samples)]
+
+    codes = encode(model.vae, piece.frames, model.device)  # (N, 16)
+    tokens = np.broadcast_to(codes, (num_samples, *codes.shape)).copy()
+    extras = _piece_extras(model, piece)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    options = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+    frames = np.broadcast_to(piece.frames, (num_samples, *piece.frames.shape)).copy()
+    new_notes = [[] for _ in seeds]
+    for start, end in spans:
+        first = int(np.floor(start + piece.lead_in + EPS))  # frames that hold any of the span
+        last = min(len(piece), int(np.ceil(end + piece.lead_in - EPS)))
+        tokens[:, first:last] = _fill(model, tokens, extras, first, last, generators, options)
+        decoded = model.vae.decode_pieces(torch.from_numpy(tokens[:, first:last]).to(model.device))
+        frames[:, first:last] = decoded
+        for i, gap in enumerate(decoded):
+            notes = roll_to_notes(frames_to_roll(gap), model.grid.steps_per_quarter).shifted(first - piece.lead_in)
+            inside = (notes.start >= start - EPS) & (notes.start < end - EPS)
+            new_notes[i].append(Notes(notes.pitch[inside], notes.start[inside], np.minimum(notes.end[inside], end)))
+    original = parse_midi(path)
+    return [Generated(_edited_midi(original, spans, new_notes[i]), frames[i],
+                      np.concatenate([tokens[i, int(np.floor(a + piece.lead_in + EPS)):
+                                                int(np.ceil(b + piece.lead_in - EPS))] for a, b in spans]).reshape(-1),
+                      0, seeds[i]) for i in range(num_samples)]
+
+
+def bar_spans(path, ranges, bar_starts: np.ndarray, end_beat: float) -> list:
+    """[(start, end)] in beats of the bars of each (first, last); GenerationError naming the file
+    for a range outside the piece, reversed, or overlapping another."""
+    ranges = sorted((int(a), int(b)) for a, b in ranges)
+    if not ranges:
+        raise GenerationError(f"{path}: no bars to regenerate")
+    n_bars = len(bar_starts)
+    for (a, b), following in zip(ranges, ranges[1:] + [None]):
+        if not 1 <= a <= b <= n_bars:
+            raise GenerationError(f"{path}: bars {a}:{b} lie outside the piece, which has bars 1 to {n_bars}"
+                                  if a <= b else f"{path}: bars {a}:{b} run backwards; write {b}:{a}")
+        if following is not None and following[0] <= b:
+            raise GenerationError(f"{path}: bars {a}:{b} and {following[0]}:{following[1]} overlap")
+    bounds = np.append(bar_starts, max(end_beat, bar_starts[-1]))
+    return [(float(bounds[a - 1]), float(bounds[b])) for a, b in ranges]
+
+
+def _piece_extras(model, piece) -> np.ndarray:
+    """(N * 16, 10) the inputs beside a piece's codes: its beats, its form read from its own bars,
+    its key."""
+    _, _, beat_in_bar = meter_per_frame(piece.time_signatures, piece.frame_starts)
+    bars = bar_per_frame(piece.time_signatures, piece.frame_starts)
+    n = len(piece)
+    return token_extras(n, model.indices_per_frame, beat_slots(beat_in_bar, model.n_slots),
+                        progress=progress_bins(np.arange(n), n), bars=bars, n_bars=int(bars.max(initial=0)) + 1,
+                        piece_key=key_of_frames(piece.frames))
+
+
+def _fill(model, tokens: np.ndarray, extras: np.ndarray, first: int, last: int, generators, options) -> np.ndarray:
+    """(S, last - first, 16) new codes for frames first..last-1 of `tokens` (S, N, 16).
+
+    With a model that knows the future input, the frames after the gap come first in its
+    context, as in training (`future_first`); the gap's first frames are written as a plain
+    continuation where the whole gap, the future and some past would not fit in one context.
+    """
+    per_frame, n = model.indices_per_frame, tokens.shape[1]
+    block = model.transformer.config.block_size // per_frame
+    future = min(FUTURE_FRAMES, n - last, block // 4) if "future" in model.extra_inputs else 0
+    out = []
+    position = first
+    while position < last:
+        left, keep = last - position, min(PAST_FRAMES, block // 4, position)
+        if future and left + keep + future <= block:  # the rest, seeing the future
+            n_future, n_new = future, left
+            past = min(position, block - left - future)
+        else:  # straight on, until what is left fits beside the future and some past
+            n_future, n_new = 0, left - (block - future - keep) if future else left
+            past = min(position, block)
+        seq = tokens[:, position - past:position].reshape(len(tokens), -1)
+        ex = extras[(position - past) * per_frame:position * per_frame]
+        if n_future:  # past then future, reordered as in training: the future first
+            ahead = tokens[:, last:last + n_future].reshape(len(tokens), -1)
+            ex = np.concatenate([ex, extras[last * per_frame:(last + n_future) * per_frame]])
+            rows = [future_first(np.concatenate([row, after]), ex, n_future, per_frame) for row, after in zip(seq, ahead)]
+            seq, ex = np.stack([r[0] for r in rows]), rows[0][1]
+        ex = np.concatenate([ex, extras[position * per_frame:(position + n_new) * per_frame]])
+        if seq.shape[1] == 0:  # nothing before and nothing after: start from an empty frame
+            seq = np.broadcast_to(model._silence().cpu().numpy(), (len(tokens), per_frame))
+            ex = np.concatenate([extras[position * per_frame:(position + 1) * per_frame], ex])
+        selected = select_extras(torch.from_numpy(np.broadcast_to(ex, (len(tokens), *ex.shape)).copy()),
+                                 model.extra_inputs)
+        prompt = torch.from_numpy(np.array(seq)).to(model.device)
+        new = model.transformer.generate(prompt, n_new * per_frame, generator=generators,
+                                         extras=None if selected is None else selected.to(model.device), **options)
+        new = new[:, prompt.shape[1]:].cpu().numpy().reshape(len(tokens), n_new, per_frame)
+        tokens[:, position:position + n_new] = new  # later steps of a long gap see what was written
+        out.append(new)
+        position += n_new
+    return np.concatenate(out, axis=1)
+
+
+def _edited_midi(original: pretty_midi.PrettyMIDI, spans: list, notes: list) -> pretty_midi.PrettyMIDI:
+    """`original` with the notes starting in `spans` (beats) removed, those held into a span cut
+    at its start, and `notes` (Notes in beats, one per span) added as a track of their own."""
+    midi = copy.deepcopy(original)
+    tick_time = midi.tick_to_time
+    for instrument in midi.instruments:
+        if instrument.is_drum or not instrument.notes:
+            continue
+        starts = beats_of_seconds(midi, [note.start for note in instrument.notes])
+        ends = beats_of_seconds(midi, [note.end for note in instrument.notes])
+        kept = []
+        for note, start, end in zip(instrument.notes, starts, ends):
+            if any(a - EPS <= start < b - EPS for a, b in spans):
+                continue
+            cut = [a for a, _ in spans if start < a - EPS < end - EPS]
+            if cut:
+                note.end = tick_time(int(round(min(cut) * midi.resolution)))
+            kept.append(note)
+        instrument.notes = kept
+    pitched = [i for i in original.instruments if not i.is_drum]
+    track = pretty_midi.Instrument(program=pitched[0].program if pitched else 0, name="bachsformer")
+    velocity = int(np.median([n.velocity for i in pitched for n in i.notes])) if pitched else DEFAULT_VELOCITY
+    for span in notes:
+        for p, s, e in zip(span.pitch.tolist(), span.start.tolist(), span.end.tolist()):
+            track.notes.append(pretty_midi.Note(velocity, p, tick_time(int(round(s * midi.resolution))),
+                                                tick_time(int(round(e * midi.resolution)))))
+    midi.instruments.append(track)
+    return midi

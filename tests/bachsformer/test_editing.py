@@ -1,0 +1,156 @@
+"""Regenerating bars of a MIDI file: kept notes kept exactly, new notes inside the bars, the
+future shown to a model trained to fill gaps, bad ranges refused."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import pytest
+import torch
+
+from bachsformer.editing import bar_spans, parse_bar_range
+from bachsformer.errors import GenerationError
+from bachsformer.generation import Bachsformer
+from bachsformer.tokens import EXTRA_INPUTS
+from conftest import N, write_midi
+from ludovico_vae.midi import beats_of_seconds
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_fill_pair):
+    torch.set_num_threads(1)
+    return Bachsformer.from_checkpoints(tiny_fill_pair, "cpu")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """Eight bars of 3/4 in two tracks; a bass note held from bar 2 into bar 3."""
+    path = tmp_path_factory.mktemp("editing") / "theme.mid"
+    melody = [N(60 + (beat * 5) % 12, beat, beat + 0.5) for beat in range(24)]
+    melody += [N(72, beat + 0.5, beat + 1) for beat in range(24)]
+    bass = [N(43, 0, 3), N(45, 3, 7.5), N(47, 7.5, 12), N(48, 12, 24)]
+    write_midi(path, melody + bass, time_signatures=((0.0, 3, 4),))
+    return path
+
+
+def _notes(midi, instruments=None) -> list:
+    """(pitch, start beat, end beat) of every note of the named tracks (all but bachsformer's by default)."""
+    out = []
+    for inst in midi.instruments:
+        if (instruments is None and inst.name != "bachsformer") or (instruments and inst.name in instruments):
+            starts = beats_of_seconds(midi, [n.start for n in inst.notes])
+            ends = beats_of_seconds(midi, [n.end for n in inst.notes])
+            out += [(n.pitch, float(s), float(e)) for n, s, e in zip(inst.notes, starts, ends)]
+    return sorted(out)
+
+
+def _decoding_a_held_note(frames_shape):
+    """A stand-in decoder: whatever the codes, each gap's frames hold key 39 (C4) struck at their start."""
+    def decode(indices, carry=None, chunk=64):
+        frames = np.zeros((*indices.shape[:2], *frames_shape), dtype=np.uint8)
+        frames[:, :, 1, 39] = 1
+        frames[:, 0, 0, 39, 0] = 1
+        return frames
+    return decode
+
+
+def test_notes_outside_the_bars_are_kept_exactly_and_new_ones_stay_inside(model, source, monkeypatch):
+    monkeypatch.setattr(model.vae, "decode_pieces", _decoding_a_held_note(model.grid.frame_shape))
+    piece = model.regenerate(source, [(3, 4), (7, 7)], seed=0)[0]
+    original = _notes(pretty_midi.PrettyMIDI(str(source)))
+    kept = _notes(piece.midi)
+    spans = [(6.0, 12.0), (18.0, 21.0)]
+    inside = lambda beat: any(a <= beat < b for a, b in spans)  # noqa: E731
+    expected = []
+    for pitch, start, end in original:
+        if inside(start):
+            continue
+        cut = [a for a, _ in spans if start < a < end]  # held into a span: cut where it begins
+        expected.append((pitch, start, min(cut) if cut else end))
+    assert kept == sorted(expected)
+    assert (45, 3.0, 6.0) in kept  # the bass held from bar 2 into bar 3 ends at bar 3
+    assert _notes(piece.midi, ["bachsformer"]) == [(60, 6.0, 12.0), (60, 18.0, 21.0)]  # one held note per span
+
+
+def test_the_same_seed_writes_the_same_bars_and_sample_i_is_seed_plus_i(model, source):
+    one, two = model.regenerate(source, [(2, 3)], seed=5, num_samples=2)
+    again = model.regenerate(source, [(2, 3)], seed=6)[0]
+    assert one.seed == 5 and two.seed == 6
+    assert np.array_equal(two.tokens, again.tokens) and _notes(two.midi, ["bachsformer"]) == _notes(again.midi, ["bachsformer"])
+    assert len(one.tokens) == 6 * 16  # bars 2-3 of 3/4: six frames of codes
+
+
+def test_a_model_trained_to_fill_gaps_sees_the_future_first(model, source, monkeypatch):
+    seen = []
+    real = model.transformer.generate
+
+    def spy(prompt, n_new, **kwargs):
+        seen.append((prompt.shape[1], kwargs["extras"][0, :, model.extra_inputs.index("future")].tolist()))
+        return real(prompt, n_new, **kwargs)
+
+    monkeypatch.setattr(model.transformer, "generate", spy)
+    model.regenerate(source, [(4, 4)], seed=0)
+    # a context of 4 frames cannot hold the bar's 3 frames, its future and its past at once: the
+    # first frame is written straight on, the last two seeing the future (one frame) first
+    assert len(seen) == 2 and set(seen[0][1]) == {0}
+    length, future = seen[1]
+    assert future == [1] * 16 + [0] * (length - 16) + [0] * 32
+    assert length + 32 <= model.transformer.config.block_size
+
+
+def test_a_model_without_the_future_input_continues_into_the_bars(tiny_plan_pair, source):
+    plain = Bachsformer.from_checkpoints(tiny_plan_pair, "cpu")
+    assert "future" not in plain.extra_inputs
+    piece = plain.regenerate(source, [(1, 2)], seed=0)[0]  # from the very start: nothing before
+    assert len(piece.tokens) == 6 * 16 and piece.frames.shape[0] >= 24
+    assert all(s >= 6 for _, s, _ in _notes(piece.midi))  # bars 1-2 (beats 0-6) hold only new notes
+
+
+@pytest.mark.parametrize("ranges, reason", [
+    ([(0, 2)], "outside the piece, which has bars 1 to 8"), ([(7, 9)], "outside the piece"),
+    ([(4, 2)], "run backwards"), ([(2, 4), (4, 5)], "overlap"), ([], "no bars")])
+def test_bad_ranges_are_refused_naming_the_file(model, source, ranges, reason):
+    with pytest.raises(GenerationError, match=reason) as error:
+        model.regenerate(source, ranges, seed=0)
+    assert str(source) in str(error.value)
+
+
+def test_bar_ranges_parse_from_text():
+    assert parse_bar_range("5:8") == (5, 8) and parse_bar_range("3") == (3, 3)
+    for bad in ("a:b", "1:2:3", ""):
+        with pytest.raises(GenerationError, match="expected A:B"):
+            parse_bar_range(bad)
+    assert bar_spans("x.mid", [(2, 3)], np.array([0.0, 3.0, 6.0, 9.0]), 11.0) == [(3.0, 9.0)]
+    assert bar_spans("x.mid", [(4, 4)], np.array([0.0, 3.0, 6.0, 9.0]), 11.0) == [(9.0, 11.0)]
+
+
+def test_a_performance_is_refused(model, tmp_path):
+    path = tmp_path / "played.mid"
+    rng = np.random.default_rng(0)
+    write_midi(path, [N(60 + k % 7, k * 0.5 + int(rng.integers(15, 100)) / 480, k * 0.5 + 0.45) for k in range(40)])
+    with pytest.raises(GenerationError, match="a performance, not a score"):
+        model.regenerate(path, [(2, 2)], seed=0)
+
+
+def test_the_command_line_regenerates_bars_and_refuses_bad_ranges(tiny_fill_pair, source, tmp_path):
+    run = lambda *args: subprocess.run([sys.executable, str(ROOT / "generate.py"), "--checkpoint-dir",  # noqa: E731
+                                        str(tiny_fill_pair), "--device", "cpu", *args],
+                                       capture_output=True, text=True, cwd=tmp_path)
+    done = run("--input", str(source), "--regenerate", "2:3", "--regenerate", "6", "--seed", "3", "--out", "out")
+    assert done.returncode == 0, done.stderr
+    written = Path(tmp_path / "out" / "theme-seed3-bars2-3_6-t1.mid")
+    assert done.stdout.split() == [str(Path("out") / written.name)] and written.exists()
+    again = run("--input", str(source), "--regenerate", "2:3", "--regenerate", "6", "--seed", "3", "--out", "out")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = run("--input", str(source), "--regenerate", "9:12", "--out", "other")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "theme.mid: bars 9:12" in bad.stderr
+    assert not (tmp_path / "other").exists()
+    lonely = run("--regenerate", "2:3")
+    assert lonely.returncode == 2 and "--regenerate needs --input" in lonely.stderr
+
+
+def test_the_future_input_is_a_known_extra():
+    assert "future" in EXTRA_INPUTS
