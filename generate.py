@@ -43,7 +43,8 @@ def output_paths(args, names: list) -> list:
         folder = Path(args.out) if args.out else Path("generated")
         paths = [folder / name for name in names]
     for path in paths:
-        drawings = [path.with_suffix(".png")] * args.png + [path.with_suffix(".wav")] * args.wav
+        drawings = ([path.with_suffix(".png")] * args.png + [path.with_suffix(".wav")] * args.wav
+                    + [path.with_suffix(".musicxml")] * args.musicxml + [path.with_suffix(".svg")] * args.svg)
         for target in [path] + drawings:
             if target.exists() and not args.force:
                 raise CommandError(f"{target}: already exists; pass --force to replace it, or choose --seed or --out")
@@ -116,6 +117,8 @@ def run(args) -> None:
                                 num_samples=args.num_samples, meter=args.meter, qpm=args.bpm, prompt=prompt,
                                 prompt_bars=args.prompt_bars, transpose=args.transpose, program=args.program,
                                 key_plan=args.key_plan, key=args.key, form=args.form, **nucleus)
+    if args.png or args.musicxml or args.svg:
+        from bachsformer.plots import describe, piano_roll_png
     for piece, path in zip(pieces, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
@@ -124,9 +127,14 @@ def run(args) -> None:
         if not any(instrument.notes for instrument in piece.midi.instruments):
             print(f"warning: {path} has no notes: the model wrote silence (is it trained?)", file=sys.stderr)
         if args.png:
-            from bachsformer.plots import describe, piano_roll_png
             piano_roll_png(piece.midi, path.with_suffix(".png"), describe(piece.midi, path.stem), piece.prompt_beats)
             print(path.with_suffix(".png"))
+        if args.musicxml:
+            piece.to_musicxml(path.with_suffix(".musicxml"), describe(piece.midi, path.stem))
+            print(path.with_suffix(".musicxml"))
+        if args.svg:
+            for page in piece.to_svg(path.with_suffix(".svg"), describe(piece.midi, path.stem)):
+                print(page)
         if args.wav:
             from bachsformer.audio import write_wav
             write_wav(piece.midi, path.with_suffix(".wav"), args.soundfont)
@@ -174,6 +182,9 @@ def build_parser() -> CommandParser:
     parser.add_argument("--out", help="a .mid file for one sample, or a folder (default: generated/)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--png", action="store_true", help="also draw the piano roll as PNG")
+    parser.add_argument("--musicxml", action="store_true",
+                        help="also write the score as MusicXML (opens in MuseScore, Finale, Sibelius, Dorico)")
+    parser.add_argument("--svg", action="store_true", help="also engrave the score as SVG (needs the [score] extra)")
     parser.add_argument("--wav", action="store_true", help="also render audio (needs the [audio] extra and a SoundFont)")
     parser.add_argument("--soundfont", help="SoundFont (.sf2) for --wav")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:N or mps")

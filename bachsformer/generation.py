@@ -66,6 +66,25 @@ class Generated:
         from .audio import write_wav
         write_wav(self.midi, path, soundfont)
 
+    def to_musicxml(self, path, title: str | None = None) -> None:
+        """Write the score as MusicXML: two staves, bars, key and time signature (see `bachsformer.score`)."""
+        from .plots import describe
+        from .score import write_musicxml
+        write_musicxml(self.midi, path, title if title is not None else describe(self.midi, f"seed {self.seed}"))
+
+    def to_svg(self, path, title: str | None = None) -> list:
+        """Engrave the score as SVG (needs the [score] extra): `path` for one page, else path-1.svg,
+        path-2.svg, ...; returns the files written."""
+        from .plots import describe
+        from .score import engrave_svg, musicxml_text
+        pages = engrave_svg(musicxml_text(self.midi, title if title is not None else describe(self.midi, f"seed {self.seed}")))
+        path = Path(path)
+        paths = [path] if len(pages) == 1 else [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(1, len(pages) + 1)]
+        for page, target in zip(pages, paths):
+            with atomic_write(target) as f:
+                f.write(page.encode())
+        return paths
+
     def to_png(self, path, title: str | None = None) -> None:
         """Draw the piece in systems of bars, the prompt in blue (see `bachsformer.plots`)."""
         from .plots import describe, piano_roll_png

@@ -1,0 +1,95 @@
+"""The score: MusicXML read back by music21 gives the MIDI's notes, bars, key and meter; verovio
+engraves it."""
+import collections
+
+import pretty_midi
+import pytest
+
+from bachsformer.score import DIVISIONS, engrave_svg, musicxml_text, piece_notes, _spelling
+from bachsformer.tonality import estimate_key, fifths
+from conftest import N, write_midi
+
+music21 = pytest.importorskip("music21", reason="reading MusicXML back needs music21 (the [corpus] extra)")
+
+
+def _read_back(xml: str, tmp_path):
+    path = tmp_path / "score.musicxml"
+    path.write_text(xml)
+    return music21.converter.parse(str(path))
+
+
+def _notes_of(score) -> collections.Counter:
+    """(MIDI pitch, start, end) in divisions of every note, ties joined."""
+    joined = score.stripTies()
+    return collections.Counter(
+        (p.midi, round(float(n.getOffsetInHierarchy(joined)) * DIVISIONS),
+         round(float(n.getOffsetInHierarchy(joined) + n.quarterLength) * DIVISIONS))
+        for n in joined.recurse().notes for p in n.pitches)
+
+
+# chords, a note tied over the bar line, dotted values, triplet eighths, a rest, a bass in two
+# voices, a note held off the beat across beats, and a change from 3/4 to 2/4
+NOTES = ([N(67, 0, 1), N(71, 0, 1), N(74, 0, 1), N(72, 1, 2.5), N(74, 2.5, 4.5)]
+         + [N(76 + k, 4.5 + k / 3, 4.5 + (k + 1) / 3) for k in range(3)]
+         + [N(79, 5.5, 6), N(43, 0, 3), N(50, 0.5, 1), N(47, 1, 1.5), N(55, 3.25, 5.25), N(48, 6, 8), N(60, 6, 7.5)])
+
+
+@pytest.fixture
+def midi(tmp_path):
+    path = write_midi(tmp_path / "score.mid", NOTES, time_signatures=((0.0, 3, 4), (6.0, 2, 4)))
+    return pretty_midi.PrettyMIDI(str(path))
+
+
+def test_musicxml_reads_back_with_the_midis_notes(midi, tmp_path):
+    score = _read_back(musicxml_text(midi, "test piece"), tmp_path)
+    pitch, start, end = piece_notes(midi)
+    assert _notes_of(score) == collections.Counter(zip(pitch.tolist(), start.tolist(), end.tolist()))
+    assert score.metadata.title == "test piece"
+
+
+def test_musicxml_has_two_staves_bars_key_and_meter(midi, tmp_path):
+    score = _read_back(musicxml_text(midi), tmp_path)
+    upper, lower = score.parts
+    assert {p.midi for p in upper.pitches} == {p for p, *_ in NOTES if p >= 60}
+    assert {p.midi for p in lower.pitches} == {p for p, *_ in NOTES if p < 60}
+    measures = upper.getElementsByClass("Measure")
+    assert len(measures) == 3  # two bars of 3/4, one of 2/4
+    signatures = [ts.ratioString for ts in upper.recurse().getElementsByClass("TimeSignature")]
+    assert signatures == ["3/4", "2/4"]
+    pitch, start, end = piece_notes(midi)
+    key = estimate_key(pitch, start / DIVISIONS, end / DIVISIONS)
+    assert upper.recurse().getElementsByClass("KeySignature")[0].sharps == fifths(key)
+    clefs = [c.sign for part in score.parts for c in part.recurse().getElementsByClass("Clef")]
+    assert clefs == ["G", "F"]
+
+
+def test_durations_are_written_as_notation(midi, tmp_path):
+    score = _read_back(musicxml_text(midi), tmp_path)
+    upper = score.parts[0].recurse().notes
+    kinds = {(n.duration.type, n.duration.dots, bool(n.duration.tuplets)) for n in upper}
+    assert ("quarter", 1, False) in kinds  # the dotted quarter on beat 2
+    assert ("eighth", 0, True) in kinds  # the triplet
+    assert any(n.tie is not None for n in upper)  # the note over the bar line
+
+
+@pytest.mark.parametrize("fifths, pitch, name", [(1, 66, ("F", 1)), (-1, 70, ("B", -1)), (-3, 68, ("A", -1)),
+                                                  (2, 73, ("C", 1)), (7, 65, ("E", 1)), (-6, 71, ("C", -1)),
+                                                  (0, 70, ("A", 1)), (-2, 66, ("G", -1))])
+def test_pitches_are_spelt_as_the_key_writes_them(fifths, pitch, name):
+    assert _spelling(pitch, fifths) == name
+
+
+def test_a_generated_piece_reads_back_exactly(tiny_pair, tmp_path):
+    from bachsformer.generation import Bachsformer
+    piece = Bachsformer.from_checkpoints(tiny_pair, "cpu").generate(bars=4, seed=0)[0]
+    piece.to_musicxml(tmp_path / "piece.musicxml")
+    pitch, start, end = piece_notes(piece.midi)
+    score = music21.converter.parse(str(tmp_path / "piece.musicxml"))
+    assert _notes_of(score) == collections.Counter(zip(pitch.tolist(), start.tolist(), end.tolist()))
+
+
+def test_verovio_engraves_the_score(midi):
+    pytest.importorskip("verovio", reason="engraving needs verovio (the [score] extra)")
+    pages = engrave_svg(musicxml_text(midi, "test piece"))
+    assert len(pages) == 1 and pages[0].lstrip().startswith("<svg") or "<svg" in pages[0][:500]
+    assert "test piece" in pages[0]
