@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bachsformer.cli import CommandParser, positive_int, run_main
 from bachsformer.errors import CommandError
-from bachsformer.paths import BUNDLED_CHECKPOINTS
+from bachsformer.paths import BUNDLED_CHECKPOINTS, DEFAULT_STYLE, STYLES
 from ludovico_vae.midi import HARPSICHORD
 
 PROG = "generate.py"
@@ -58,7 +58,8 @@ def sample_names(args) -> list:
         settings = [f"bars{bars}", f"t{args.temperature:g}"] + ([f"k{args.top_k}"] if args.top_k else []) + (
             [f"p{args.top_p:g}"] if args.top_p else [])
         return [f"{Path(args.input).stem}-seed{args.seed + i}-{'-'.join(settings)}.mid" for i in range(args.num_samples)]
-    settings = [args.form or "", args.key.replace(" ", "-") if args.key else ""]
+    settings = [args.style if args.style != DEFAULT_STYLE else "", args.form or "",
+                args.key.replace(" ", "-") if args.key else ""]
     settings += [] if args.form == "binary" else [f"{args.bars}bars"]
     settings += [f"t{args.temperature:g}"]
     settings += [f"k{args.top_k}"] if args.top_k else []
@@ -95,7 +96,7 @@ def run(args) -> None:
     if bool(args.input) != bool(args.regenerate):
         raise CommandError("--regenerate needs --input FILE.mid" if args.regenerate else
                            "--input needs --regenerate A:B (the bars to write anew); to continue a piece use --prompt")
-    model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device)
+    model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device, args.style)
     if args.form is None:  # named in the file: a binary piece has no --bars
         args.form = "binary" if model.plans and not args.prompt else None
     paths = output_paths(args, sample_names(args))
@@ -189,6 +190,8 @@ def build_parser() -> CommandParser:
     parser.add_argument("--soundfont", help="SoundFont (.sf2) for --wav")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--checkpoint-dir", default=str(BUNDLED_CHECKPOINTS), help="holds vae.pt and transformer.pt")
+    parser.add_argument("--style", choices=tuple(STYLES), default=DEFAULT_STYLE,
+                        help="which bundled model writes: %(choices)s (default: %(default)s)")
     parser.set_defaults(run=run)
     return parser
 

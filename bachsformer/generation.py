@@ -23,7 +23,7 @@ from ludovico_vae.midi import HARPSICHORD, DEFAULT_VELOCITY, body_meter, median_
 
 from .errors import GenerationError
 from .pair import Pair, load_pair
-from .paths import BUNDLED_CHECKPOINTS
+from .paths import BUNDLED_CHECKPOINTS, DEFAULT_STYLE
 from .runtime import resolve_device
 from .tokens import KEYS, PIECE_KEYS, beat_slots, key_of_frames, progress_bins, select_extras, silent_frame_codes, token_extras
 from .tonality import NO_KEY, closes_on_i_or_v, local_keys, on_tonic_chord, parse_key
@@ -106,11 +106,13 @@ class Bachsformer:
         self.unkeyed = sizes.get("key") == KEYS + 1  # trained with key dropout: "no key" is a class
 
     @classmethod
-    def from_checkpoints(cls, checkpoint_dir=BUNDLED_CHECKPOINTS, device: str = "auto") -> "Bachsformer":
-        """Load the pair in `checkpoint_dir` (`vae.pt` and `transformer.pt`; by default the bundled
-        weights) onto `device`: "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", "cuda:N" or "mps"."""
+    def from_checkpoints(cls, checkpoint_dir=BUNDLED_CHECKPOINTS, device: str = "auto",
+                         style: str = DEFAULT_STYLE) -> "Bachsformer":
+        """Load the pair in `checkpoint_dir` (`vae.pt` and the transformer of `style`; by default the
+        bundled weights in the Goldberg style; `bachsformer.paths.available_styles` lists the others)
+        onto `device`: "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", "cuda:N" or "mps"."""
         device = resolve_device(device)
-        return cls(load_pair(checkpoint_dir, device), device)
+        return cls(load_pair(checkpoint_dir, device, style), device)
 
     def _silence(self) -> torch.Tensor:
         """The codes of an empty frame: the prompt of a piece that starts from nothing."""

@@ -15,7 +15,7 @@ from mingpt.model import GPT, GPTConfig
 
 from .checkpoints import load_checkpoint
 from .errors import CheckpointError
-from .paths import BUNDLED_CHECKPOINTS, TRANSFORMER_FILE, VAE_FILE
+from .paths import BUNDLED_CHECKPOINTS, DEFAULT_STYLE, STYLES, VAE_FILE, available_styles
 
 VAE_KIND, TRANSFORMER_KIND = "vae", "transformer"  # the `kind` entry of each stage's checkpoints
 
@@ -85,8 +85,9 @@ def load_transformer(path, vae_path=None, device="cpu") -> tuple:
     return model.to(device).eval(), state
 
 
-def load_pair(checkpoint_dir=BUNDLED_CHECKPOINTS, device="cpu") -> Pair:
-    """The pair of a checkpoint folder (`vae.pt`, `transformer.pt`); by default the bundled one.
+def load_pair(checkpoint_dir=BUNDLED_CHECKPOINTS, device="cpu", style: str = DEFAULT_STYLE) -> Pair:
+    """The pair of a checkpoint folder (`vae.pt` and the transformer of `style`, `transformer.pt`
+    for the default); by default the bundled one.
 
     The pair must belong together: the transformer names the hash of the VAE whose codes it
     learned, and any other VAE is refused rather than decoded into noise.
@@ -94,7 +95,12 @@ def load_pair(checkpoint_dir=BUNDLED_CHECKPOINTS, device="cpu") -> Pair:
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
         raise CheckpointError(folder, "no such checkpoint folder")
-    vae_path, transformer_path = folder / VAE_FILE, folder / TRANSFORMER_FILE
+    if style not in STYLES:
+        raise CheckpointError(folder, f"no style {style!r}; the styles are {', '.join(STYLES)}")
+    vae_path, transformer_path = folder / VAE_FILE, folder / STYLES[style]
+    if style != DEFAULT_STYLE and not transformer_path.exists():
+        raise CheckpointError(folder, f"holds no {style} style ({STYLES[style]}); it has "
+                                      f"{', '.join(available_styles(folder)) or 'none'}")
     for path in (vae_path, transformer_path):
         if not path.exists():
             raise CheckpointError(path, "missing: train one (train_vq_vae.py, train_transformer.py) "

@@ -9,6 +9,14 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 BUNDLED_CHECKPOINTS = REPOSITORY / "checkpoints"
 CONFIGS = REPOSITORY / "configs"
 VAE_FILE, TRANSFORMER_FILE = "vae.pt", "transformer.pt"  # the two files of a checkpoint folder
+# The styles a checkpoint folder may hold: each a transformer file on the codes of its one VAE.
+STYLES = {"goldberg": TRANSFORMER_FILE, "chorales": "transformer-chorales.pt"}
+DEFAULT_STYLE = "goldberg"
 BUNDLED_VAE = BUNDLED_CHECKPOINTS / VAE_FILE
 VAE_RECIPE = CONFIGS / "ludovico_vae.yaml"
 TRANSFORMER_RECIPE = CONFIGS / "bachsformer.yaml"
+
+
+def available_styles(checkpoint_dir=BUNDLED_CHECKPOINTS) -> list:
+    """The styles whose transformer file `checkpoint_dir` holds, the default first."""
+    return [name for name, file in STYLES.items() if (Path(checkpoint_dir) / file).exists()]

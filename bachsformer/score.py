@@ -103,6 +103,12 @@ def write_musicxml(midi: pretty_midi.PrettyMIDI, path, title: str | None = None)
 
 def engrave_svg(musicxml: str, width: int = 2100, scale: int = 40) -> list:
     """The score engraved by verovio: one SVG text per page."""
+    return engrave(musicxml, width, scale)[0]
+
+
+def engrave(musicxml: str, width: int = 2100, scale: int = 40) -> tuple:
+    """(SVG pages, timemap) from verovio: the timemap lists, at each moment in milliseconds of the
+    score's tempo, the ids of the SVG notes that start and stop sounding, for marking what plays."""
     try:
         import verovio
     except ImportError:
@@ -112,7 +118,10 @@ def engrave_svg(musicxml: str, width: int = 2100, scale: int = 40) -> list:
                         "header": "auto"})
     if not toolkit.loadData(musicxml):
         raise ValueError("verovio could not read the MusicXML")
-    return [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
+    pages = [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
+    timemap = toolkit.renderToTimemap({"includeMeasures": True})
+    return pages, [{"ms": event["tstamp"], "on": event.get("on", []), "off": event.get("off", []),
+                    "measure": event.get("measureOn")} for event in timemap]
 
 
 def _signature_at(signatures: list, beat: float) -> tuple:
