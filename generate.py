@@ -186,7 +186,7 @@ def build_parser() -> CommandParser:
     parser.add_argument("--musicxml", action="store_true",
                         help="also write the score as MusicXML (opens in MuseScore, Finale, Sibelius, Dorico)")
     parser.add_argument("--svg", action="store_true", help="also engrave the score as SVG (needs the [score] extra)")
-    parser.add_argument("--wav", action="store_true", help="also render audio (needs the [audio] extra and a SoundFont)")
+    parser.add_argument("--wav", action="store_true", help="also render audio (stereo WAV, General MIDI SoundFont unless --soundfont)")
     parser.add_argument("--soundfont", help="SoundFont (.sf2) for --wav")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, else CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--checkpoint-dir", default=str(BUNDLED_CHECKPOINTS), help="holds vae.pt and transformer.pt")
