@@ -164,13 +164,14 @@ def render(piece, out_base: Path, title: str) -> Rendered:
         files.pop("wav")
         notes.append(str(e))
     new_from = piece.midi.tick_to_time(int(round(piece.prompt_beats * piece.midi.resolution))) if piece.prompt_beats else None
-    return Rendered(piece.seed, title, files, svg, timemap, piano_roll(piece.midi, new_from), notes)
+    return Rendered(piece.seed, title, files, svg, timemap, piano_roll(piece.midi, new_from, len(piece.frames)), notes)
 
 
-def piano_roll(midi, new_from: float | None = None) -> dict:
+def piano_roll(midi, new_from: float | None = None, length_beats: float = 0.0) -> dict:
     """The notes, bar lines and key of a piece for the page's piano roll, in seconds. A note is
     marked new (1) if it starts at `new_from` or later (a continuation after its prompt), or lies
-    in bachsformer's own track beside the tracks of a user's file (regenerated bars)."""
+    in bachsformer's own track beside the tracks of a user's file (regenerated bars). The bars run
+    to the last note or to `length_beats`, whichever is later (a piece may end in silence)."""
     notes = [(n.pitch, n.start, n.end, number) for number, inst in enumerate(midi.instruments) if not inst.is_drum
              for n in inst.notes]
     pitch = np.array([n[0] for n in notes], dtype=np.int64)
@@ -179,7 +180,7 @@ def piano_roll(midi, new_from: float | None = None) -> dict:
     start, end = beats_of_seconds(midi, start_s), beats_of_seconds(midi, end_s)
     signatures = [(float(beats_of_seconds(midi, [ts.time])[0]), ts.numerator, ts.denominator)
                   for ts in midi.time_signature_changes] or [(0.0, 4, 4)]
-    last_beat = float(end.max(initial=1.0))
+    last_beat = max(float(end.max(initial=1.0)), length_beats)
     bars_beats = bar_lines(signatures, last_beat)
     tracks = [inst.name for inst in midi.instruments if not inst.is_drum]
     new_track = [i for i, inst in enumerate(midi.instruments) if inst.name == "bachsformer" and len(tracks) > 1]
@@ -187,7 +188,8 @@ def piano_roll(midi, new_from: float | None = None) -> dict:
                        int(n in new_track or (new_from is not None and s >= new_from - 1e-6))]
                       for p, s, e, n in zip(pitch.tolist(), start_s.tolist(), end_s.tolist(), [x[3] for x in notes])],
             "bars": [round(float(midi.tick_to_time(int(round(b * midi.resolution)))), 4) for b in bars_beats],
-            "duration": round(float(midi.get_end_time()), 4), "tracks": tracks,
+            "duration": round(max(float(midi.get_end_time()), midi.tick_to_time(int(last_beat * midi.resolution))), 4),
+            "tracks": tracks,
             "key": key_name(estimate_key(pitch, start, end)) if len(pitch) else "-"}
 
 

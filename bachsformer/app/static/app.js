@@ -82,6 +82,7 @@ async function show(piece) {
   selection = null;
   drawRoll();
   document.body.dataset.ready = piece.seed;
+  document.body.dataset.pieces = Number(document.body.dataset.pieces || 0) + 1;
 }
 
 function drawRoll() {
