@@ -1,4 +1,5 @@
-"""Train the Bachsformer transformer on the codes of a trained VQ-VAE.
+"""Train the Bachsformer transformer on the codes of a trained VQ-VAE (`bachsformer train-transformer`
+when installed).
 
     python train_transformer.py [--config configs/bachsformer.yaml] [--vae checkpoints/vae.pt] [--section.key=value ...]
     python train_transformer.py --resume             # continue the run in train.out_dir
@@ -6,16 +7,7 @@
 """
 import sys
 
-from bachsformer.pair import TRANSFORMER_KIND
-from bachsformer.paths import TRANSFORMER_RECIPE
-from bachsformer.train.main import training_main
-from bachsformer.train.transformer import TransformerRecipe, train_transformer
-
-
-def main(argv=None) -> int:
-    return training_main("train_transformer.py", __doc__, TRANSFORMER_RECIPE, TransformerRecipe, train_transformer,
-                         TRANSFORMER_KIND, aliases=("midi_dir", "device", "vae"), argv=argv)
-
+from bachsformer.train.main import transformer_main as main
 
 if __name__ == "__main__":
     sys.exit(main())

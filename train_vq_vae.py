@@ -1,4 +1,4 @@
-"""Train the Ludovico VQ-VAE on a MIDI corpus.
+"""Train the Ludovico VQ-VAE on a MIDI corpus (`bachsformer train-vae` when installed).
 
     python train_vq_vae.py [--config configs/ludovico_vae.yaml] [--midi-dir DIR] [--section.key=value ...]
     python train_vq_vae.py --resume                  # continue the run in train.out_dir
@@ -6,15 +6,7 @@
 """
 import sys
 
-from bachsformer.pair import VAE_KIND
-from bachsformer.paths import VAE_RECIPE
-from bachsformer.train.main import training_main
-from bachsformer.train.vae import VAERecipe, train_vae
-
-
-def main(argv=None) -> int:
-    return training_main("train_vq_vae.py", __doc__, VAE_RECIPE, VAERecipe, train_vae, VAE_KIND, argv=argv)
-
+from bachsformer.train.main import vae_main as main
 
 if __name__ == "__main__":
     sys.exit(main())

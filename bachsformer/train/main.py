@@ -75,3 +75,35 @@ def training_main(prog: str, doc: str, default_config, recipe, train, kind: str,
         return parser
 
     return run_main(prog, build_parser, argv, overrides=True)
+
+
+VAE_USAGE = """Train the Ludovico VQ-VAE on a MIDI corpus.
+
+    PROG [--config configs/ludovico_vae.yaml] [--midi-dir DIR] [--section.key=value ...]
+    PROG --resume                  # continue the run in train.out_dir
+    PROG --export runs/vae/best.pt checkpoints/vae.pt
+"""
+
+TRANSFORMER_USAGE = """Train the Bachsformer transformer on the codes of a trained VQ-VAE.
+
+    PROG [--config configs/bachsformer.yaml] [--vae checkpoints/vae.pt] [--section.key=value ...]
+    PROG --resume             # continue the run in train.out_dir
+    PROG --export runs/transformer/best.pt checkpoints/transformer.pt
+"""
+
+
+def vae_main(argv=None, prog: str = "train_vq_vae.py") -> int:
+    """The VQ-VAE's training command line (`train_vq_vae.py`, `bachsformer train-vae`)."""
+    from ..pair import VAE_KIND
+    from ..paths import VAE_RECIPE
+    from .vae import VAERecipe, train_vae
+    return training_main(prog, VAE_USAGE.replace("PROG", prog), VAE_RECIPE, VAERecipe, train_vae, VAE_KIND, argv=argv)
+
+
+def transformer_main(argv=None, prog: str = "train_transformer.py") -> int:
+    """The transformer's training command line (`train_transformer.py`, `bachsformer train-transformer`)."""
+    from ..pair import TRANSFORMER_KIND
+    from ..paths import TRANSFORMER_RECIPE
+    from .transformer import TransformerRecipe, train_transformer
+    return training_main(prog, TRANSFORMER_USAGE.replace("PROG", prog), TRANSFORMER_RECIPE, TransformerRecipe,
+                         train_transformer, TRANSFORMER_KIND, aliases=("midi_dir", "device", "vae"), argv=argv)
