@@ -6,8 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-BUNDLED_CHECKPOINTS = REPOSITORY / "checkpoints"
-CONFIGS = REPOSITORY / "configs"
+
+
+def _bundled(name: str) -> Path:
+    """A bundled folder: inside the package when installed from a wheel, else at the top of the
+    repository (a clone, or an editable install)."""
+    inside = Path(__file__).resolve().parent / name
+    return inside if inside.is_dir() else REPOSITORY / name
+
+
+BUNDLED_CHECKPOINTS = _bundled("checkpoints")
+CONFIGS = _bundled("configs")
 VAE_FILE, TRANSFORMER_FILE = "vae.pt", "transformer.pt"  # the two files of a checkpoint folder
 # The styles a checkpoint folder may hold: each a transformer file on the codes of its one VAE.
 STYLES = {"goldberg": TRANSFORMER_FILE, "chorales": "transformer-chorales.pt"}

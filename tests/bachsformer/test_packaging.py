@@ -86,3 +86,15 @@ def test_every_path_the_readme_names_exists():
 
 def test_the_readme_stays_a_front_door():
     assert len((ROOT / "README.md").read_bytes()) <= 15_000
+
+
+def test_every_package_folder_ships_and_the_bundled_folders_travel_in_the_wheel():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for top in ("mingpt", "ludovico_vae", "bachsformer")
+               for p in (ROOT / top).rglob("__init__.py")}
+    assert folders <= set(setuptools["packages"])
+    assert setuptools["package-dir"] == {"bachsformer.checkpoints": "checkpoints", "bachsformer.configs": "configs"}
+    assert {"*.pt"} <= set(setuptools["package-data"]["bachsformer.checkpoints"])
+    assert "static/*" in setuptools["package-data"]["bachsformer.app"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"bachsformer": "bachsformer.__main__:main"}
