@@ -16,7 +16,7 @@ def _mir_eval_transcription():
     try:
         import mir_eval.transcription
     except ImportError:
-        raise MissingExtraError("note F1 needs mir_eval: pip install 'bachsformer[eval]'") from None
+        raise MissingExtraError("note F1 needs mir_eval, a dependency of bachsformer: pip install mir_eval") from None
     return mir_eval.transcription
 
 
