@@ -73,7 +73,7 @@ def sample_names(args) -> list:
     return [f"{stem}-seed{args.seed + i}-{settings}.mid" for i in range(args.num_samples)]
 
 
-def run(args) -> None:
+def run(args, prog: str = PROG) -> None:
     from .generation import Bachsformer, fresh_seed
     from ludovico_vae.files import atomic_write
 
@@ -99,9 +99,11 @@ def run(args) -> None:
     paths = output_paths(args, sample_names(args))
     prompt = None
     if args.prompt:
-        from ludovico_vae.frames import score_to_piece
+        from ludovico_vae.frames import reading_warnings, score_to_piece
         from ludovico_vae.midi import read_midi
         prompt = score_to_piece(read_midi(args.prompt), model.grid)
+        for warning in reading_warnings(prompt.stats):
+            print(f"{prog}: warning: {args.prompt}: {warning}", file=sys.stderr)
     if args.key_guidance is not None and not (math.isfinite(args.key_guidance) and args.key_guidance >= 0):
         raise CommandError(f"--key-guidance must be a non-negative number, got {args.key_guidance:g}")
     nucleus = {} if args.top_p is None else {"top_p": args.top_p}  # None: the API's default
@@ -189,7 +191,7 @@ def build_parser(prog: str = PROG) -> CommandParser:
     parser.add_argument("--checkpoint-dir", default=str(BUNDLED_CHECKPOINTS), help="holds vae.pt and transformer.pt")
     parser.add_argument("--style", choices=tuple(STYLES), default=DEFAULT_STYLE,
                         help="which bundled model writes: %(choices)s (default: %(default)s)")
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=lambda args: run(args, prog))
     return parser
 
 

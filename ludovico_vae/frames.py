@@ -251,6 +251,23 @@ def on_grid_share(notes: Notes, steps_per_quarter: int, ticks_per_beat: int) -> 
     return float(exact.mean()), float((offset <= 0.25 + 1e-9).mean())
 
 
+def reading_warnings(stats: dict) -> list:
+    """What a user should hear about a file read into frames (its `Piece.stats`): a performance
+    rather than a score, and the notes the drum channel took away."""
+    warnings = []
+    near = stats["onsets_near_grid"]
+    if near < QUANTISED_SHARE:
+        warnings.append(f"a performance, not a score: only {math.floor(100 * near + 1e-9)}% of its onsets lie near "
+                        "the beat grid (quantise it first)")
+    if stats.get("drum_notes"):
+        drums = f"{stats['drum_notes']} note{'s' * (stats['drum_notes'] != 1)} on the drum channel (10) left out"
+        if stats.get("melodic_drum_notes"):
+            drums += (f", {stats['melodic_drum_notes']} of them in a track with a melodic program: a part put on "
+                      "channel 10 by mistake? Move it to another channel to keep it")
+        warnings.append(drums)
+    return warnings
+
+
 def score_to_piece(score: Score, grid: FrameGrid = FrameGrid()) -> Piece:
     """Cut a score into frames, recording what the conversion had to change in `stats`."""
     T = grid.steps_per_quarter
@@ -266,6 +283,6 @@ def score_to_piece(score: Score, grid: FrameGrid = FrameGrid()) -> Piece:
     stats = {"notes": len(score.notes), "keyboard_notes": int(roll[ONSET].sum()),
              "merged": kept - int(roll[ONSET].sum()),
              "out_of_range": out_of_range, "out_of_range_mode": grid.out_of_range,
-             "drum_notes": score.drum_notes, "onsets_on_grid": exact, "onsets_near_grid": near,
+             "drum_notes": score.drum_notes, "melodic_drum_notes": score.melodic_drum_notes, "onsets_on_grid": exact, "onsets_near_grid": near,
              "ticks_per_beat": score.ticks_per_beat}
     return Piece(frames, grid, lead_in, list(score.tempos), list(score.time_signatures), score.source, stats)

@@ -73,6 +73,9 @@ class Score:
     time_signatures: list = field(default_factory=lambda: [(0.0, 4, 4)])  # (beat, numerator, denominator)
     source: str = ""
     drum_notes: int = 0
+    # notes on the drum channel (10) whose track names a melodic program: a part put there by
+    # mistake (a viola in some Brandenburg files), dropped with the drums but worth saying
+    melodic_drum_notes: int = 0
 
 
 def keyboard_reference(notes: Notes) -> Notes:
@@ -182,6 +185,7 @@ def read_midi(path) -> Score:
         raise MidiError(path, f"invalid resolution of {tpb} ticks per beat")
     pitched = [inst for inst in pm.instruments if not inst.is_drum]
     drum_notes = sum(len(inst.notes) for inst in pm.instruments if inst.is_drum)
+    melodic_drum_notes = sum(len(inst.notes) for inst in pm.instruments if inst.is_drum and inst.program != 0)
     count = sum(len(inst.notes) for inst in pitched)
     if count == 0:
         raise MidiError(path, "only drum notes, nothing to play on a keyboard" if drum_notes else "no notes")
@@ -203,7 +207,7 @@ def read_midi(path) -> Score:
         signatures.append((beat, int(ts.numerator), int(ts.denominator)))
     if not signatures or signatures[0][0] > 0:
         signatures.insert(0, (0.0, 4, 4))  # the MIDI default before any time signature event
-    return Score(Notes(raw[:, 0], start, end), tpb, tempos, signatures, str(path), drum_notes)
+    return Score(Notes(raw[:, 0], start, end), tpb, tempos, signatures, str(path), drum_notes, melodic_drum_notes)
 
 
 def bar_lines(time_signatures: list, end_beat: float) -> np.ndarray:

@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from ludovico_vae.frames import QUANTISED_SHARE, FrameGrid, score_to_piece
+from ludovico_vae.frames import FrameGrid, reading_warnings, score_to_piece
 from ludovico_vae.midi import MidiError, read_midi
 
 from ..cli import (CommandParser, count, format_table, frame_grid, midi_files, percent, positive_int,
@@ -46,14 +46,10 @@ def check_file(path, grid: FrameGrid) -> dict:
     onsets = stats["notes"] - dropped
     merged = stats["merged"]
     near = stats["onsets_near_grid"]
-    warnings = []
-    if near < QUANTISED_SHARE:
-        warnings.append(f"not quantised ({math.floor(100 * near + 1e-9)}% of onsets near the grid)")
+    warnings = reading_warnings(stats)
     if stats["out_of_range"]:
         verb = "dropped" if dropped else "folded"
         warnings.append(f"{count(stats['out_of_range'], 'note')} outside A0-C8 {verb}")
-    if stats["drum_notes"]:
-        warnings.append(f"{count(stats['drum_notes'], 'drum note')} ignored")
     if merged > 0:
         warnings.append(f"{count(merged, 'note')} merged by the keyboard reference")
     return {"ok": True, "slices": len(piece), "notes": stats["notes"], "keyboard_notes": stats["keyboard_notes"],

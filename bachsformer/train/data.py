@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ludovico_vae.dataset import corpus_hash, find_midi_files, find_other_files, load_pieces
-from ludovico_vae.frames import QUANTISED_SHARE, FrameGrid
+from ludovico_vae.frames import QUANTISED_SHARE, FrameGrid, reading_warnings
 from ludovico_vae.midi import MidiError
 
 from ..corpus.split import default_held_out
@@ -55,6 +55,8 @@ def load_corpus(data: DataConfig, grid: FrameGrid, log=print) -> tuple:
     for failure in failures:
         log(f"skipped {failure}")
     for piece in pieces:
+        if piece.stats.get("melodic_drum_notes"):
+            log(f"{piece.source}: {reading_warnings(piece.stats)[-1]}")
         if piece.stats.get("out_of_range"):
             verb = "dropped" if grid.out_of_range == "drop" else "folded onto the keyboard"
             log(f"{piece.source}: {piece.stats['out_of_range']} notes outside A0-C8 {verb}")

@@ -86,11 +86,12 @@ def test_check_flags_an_unquantised_file(tmp_path, capsys):
     code, out, _ = run(capsys, "check", tmp_path, "--json", tmp_path / "check.json")
     assert code == 0
     rows = {line.split()[0]: line for line in out.splitlines()}
-    assert "not quantised (" in rows["performance.mid"] and "% of onsets near the grid)" in rows["performance.mid"]
-    assert "not quantised" not in rows["quantised.mid"]
+    assert "a performance, not a score: only" in rows["performance.mid"]
+    assert "% of its onsets lie near the beat grid" in rows["performance.mid"]
+    assert "performance" not in rows["quantised.mid"]
     report = {r["file"]: r for r in json.loads((tmp_path / "check.json").read_text())["files"]}
     assert report["performance.mid"]["onsets_near_grid"] < 0.9
-    assert any(w.startswith("not quantised") for w in report["performance.mid"]["warnings"])
+    assert any(w.startswith("a performance, not a score") for w in report["performance.mid"]["warnings"])
 
 
 @pytest.mark.parametrize("argv, fragment", [
