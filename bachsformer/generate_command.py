@@ -114,7 +114,7 @@ def run(args, prog: str = PROG) -> None:
                                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     else:
         pieces = model.generate(bars=args.bars, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
-                                num_samples=args.num_samples, meter=args.meter, qpm=args.bpm, prompt=prompt,
+                                num_samples=args.num_samples, meter=args.meter, bpm=args.bpm, prompt=prompt,
                                 prompt_bars=args.prompt_bars, transpose=args.transpose, program=args.program,
                                 key_plan=args.key_plan, key=args.key, form=args.form, **nucleus)
     if args.png or args.musicxml or args.svg:

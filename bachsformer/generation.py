@@ -101,7 +101,7 @@ class Bachsformer:
         self.indices_per_frame = self.vae.config.n_indices
         self.extra_inputs = list(pair.extra_inputs)
         self.n_slots = pair.beat_slots
-        self.meter, self.qpm, self.key_plans = tuple(pair.style.meter), pair.style.qpm, pair.style.key_plans
+        self.meter, self.bpm, self.key_plans = tuple(pair.style.meter), pair.style.qpm, pair.style.key_plans
         sizes = dict(zip(self.extra_inputs, self.transformer.config.extra_vocab_sizes))
         self.unkeyed = sizes.get("key") == KEYS + 1  # trained with key dropout: "no key" is a class
 
@@ -164,7 +164,7 @@ class Bachsformer:
 
     def generate(self, bars: int = 32, seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = DEFAULT_TOP_P, num_samples: int = 1, meter: tuple | None = None,
-                 qpm: float | None = None, prompt: Piece | None = None, prompt_bars: int | None = None,
+                 bpm: float | None = None, prompt: Piece | None = None, prompt_bars: int | None = None,
                  transpose: int = 0, program: int = HARPSICHORD, velocity: int = DEFAULT_VELOCITY,
                  key_plan: str | None = None, key_guidance: float | None = None, key=None,
                  form: str | None = None, candidates: int = DEFAULT_CANDIDATES) -> list:
@@ -179,8 +179,8 @@ class Bachsformer:
         Without a prompt a piece starts from the codes of one silent frame placed just before a
         downbeat, which is then dropped. With a prompt, its last `prompt_bars` bars (all, if None)
         are the context and the output holds those frames unchanged, then the continuation, in the
-        prompt's meter (as written in its body) and its median tempo unless `meter` or `qpm` say
-        otherwise. The same seed and options give the same tokens and so the same MIDI; no seed
+        prompt's meter (as written in its body) and its median tempo unless `meter` or `bpm` (quarter
+        notes a minute, as everywhere in bachsformer) say otherwise. The same seed and options give the same tokens and so the same MIDI; no seed
         draws a fresh one. Sample i of a batch is the piece `seed + i` alone gives, and says so in
         its `seed`. In a binary piece, each half is chosen among `candidates` drawn for it: the first
         whose cadence is right (A's last bar on I or V, B's on the tonic chord in root position),
@@ -221,10 +221,10 @@ class Bachsformer:
                        candidates=candidates)
         if form == "binary":
             frames, tokens, signatures, tempos, n_prompt, plan_names, lead_in = self._binary(
-                seeds, meter or self.meter, qpm or self.qpm, self._key(key, None), options)
+                seeds, meter or self.meter, bpm or self.bpm, self._key(key, None), options)
         else:
             frames, tokens, signatures, tempos, n_prompt, plan_names, lead_in = self._through(
-                seeds, bars, meter, qpm, prompt, prompt_bars, key, key_plan, options)
+                seeds, bars, meter, bpm, prompt, prompt_bars, key, key_plan, options)
         results = []
         for i in range(num_samples):
             piece_frames = shift_keys(frames[i], transpose) if transpose else frames[i]
@@ -269,7 +269,7 @@ class Bachsformer:
                                         top_p=options["top_p"], generator=generator, extras=extras, **guidance)
         return out[:, prompt_tokens.shape[1]:]
 
-    def _binary(self, seeds: list, meter: tuple, qpm: float, key: int, options: dict) -> tuple:
+    def _binary(self, seeds: list, meter: tuple, bpm: float, key: int, options: dict) -> tuple:
         """A: SECTION_BARS bars, played twice; then B, played twice. Each is written as its second
         statement, whose ending is the one that goes on (A's closes the first half, B's the piece),
         and played twice; the piece is decoded whole, seams included."""
@@ -304,7 +304,7 @@ class Bachsformer:
         for frames in decoded:  # the piece ends on its last bar's downbeat chord, held
             hold_last_bar(frames, round(num * 4 / den))
         new = torch.cat([a, b], dim=1).cpu().numpy()
-        return decoded, new, signatures, [(0.0, float(qpm))], 0, [None] * len(seeds), 0.0
+        return decoded, new, signatures, [(0.0, float(bpm))], 0, [None] * len(seeds), 0.0
 
     def _first(self, tokens: torch.Tensor, k: int, cadences) -> torch.Tensor:
         """(S, n) the first of each sample's k candidates (S * k, n) whose notes `cadences(pitch,
@@ -318,13 +318,13 @@ class Bachsformer:
             chosen.append(good[0] if good else rows[0])
         return tokens[chosen]
 
-    def _through(self, seeds: list, bars: int, meter, qpm, prompt, prompt_bars, key, key_plan, options) -> tuple:
+    def _through(self, seeds: list, bars: int, meter, bpm, prompt, prompt_bars, key, key_plan, options) -> tuple:
         """`bars` bars straight on, after the prompt's last `prompt_bars` bars if there is a prompt."""
         if prompt is not None:
-            context, signatures, tempos, lead_in = self._prompt_context(prompt, prompt_bars, meter, qpm)
+            context, signatures, tempos, lead_in = self._prompt_context(prompt, prompt_bars, meter, bpm)
         else:
             num, den = meter or self.meter
-            signatures, tempos = [(0.0, num, den)], [(0.0, qpm or self.qpm)]
+            signatures, tempos = [(0.0, num, den)], [(0.0, bpm or self.bpm)]
             context, lead_in = None, 1.0  # the silent frame sits on the last beat before bar 1
         num, den = signatures[-1][1:]
         n_prompt = 0 if context is None else len(context)
@@ -366,17 +366,17 @@ class Bachsformer:
             carry = np.broadcast_to(held, (len(indices), len(held)))
         return self.vae.decode_pieces(indices, carry=carry, chunk=DECODE_CHUNK)
 
-    def _prompt_context(self, prompt: Piece, prompt_bars: int | None, meter: tuple | None, qpm: float | None) -> tuple:
+    def _prompt_context(self, prompt: Piece, prompt_bars: int | None, meter: tuple | None, bpm: float | None) -> tuple:
         """The prompt's last bars as frames, with the meter, tempo and lead-in that place them. The
         continuation goes on in the meter of the prompt's body (not a short final bar) and at its
-        median tempo (not a closing ritardando), or in `meter` and at `qpm` where given."""
+        median tempo (not a closing ritardando), or in `meter` and at `bpm` where given."""
         if prompt.grid != self.grid:
             raise GenerationError(f"the prompt was cut on grid {prompt.grid}, the VAE on {self.grid}")
         frames, lead_in = prompt.frames, prompt.lead_in
         signatures, tempos = list(prompt.time_signatures), list(prompt.tempos)
         end = len(frames) - lead_in  # the seam, in the prompt's beats
         body = tuple(meter) if meter else body_meter(signatures, 0.0, end)
-        pace = float(qpm) if qpm else median_tempo(tempos, 0.0, end)
+        pace = float(bpm) if bpm else median_tempo(tempos, 0.0, end)
         if prompt_bars is not None:
             keep = min(len(frames), math.ceil(prompt_bars * body[0] * 4 / body[1] - 1e-9))
             origin = len(frames) - keep - lead_in  # source beat where the kept frames begin

@@ -5,6 +5,8 @@ MusicXML.
 """
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -106,6 +108,10 @@ def engrave_svg(musicxml: str, width: int = 2100, scale: int = 40) -> list:
     return engrave(musicxml, width, scale)[0]
 
 
+_ENGRAVER = threading.Lock()  # verovio's fonts and resources are process-wide: one engraving at a time
+_toolkits = []
+
+
 def engrave(musicxml: str, width: int = 2100, scale: int = 40) -> tuple:
     """(SVG pages, timemap) from verovio: the timemap lists, at each moment in milliseconds of the
     score's tempo, the ids of the SVG notes that start and stop sounding, for marking what plays."""
@@ -113,13 +119,19 @@ def engrave(musicxml: str, width: int = 2100, scale: int = 40) -> tuple:
         import verovio
     except ImportError:
         raise MissingExtraError("an engraved score needs verovio: pip install -e \".[score]\"") from None
-    toolkit = verovio.toolkit()
-    toolkit.setOptions({"pageWidth": width, "scale": scale, "adjustPageHeight": True, "footer": "none",
-                        "header": "auto"})
-    if not toolkit.loadData(musicxml):
-        raise ValueError("verovio could not read the MusicXML")
-    pages = [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
-    timemap = toolkit.renderToTimemap({"includeMeasures": True})
+    with _ENGRAVER:
+        if not _toolkits:  # one toolkit for the process, its resources loaded once
+            toolkit = verovio.toolkit(False)
+            if not toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data")):
+                raise MissingExtraError("verovio is installed without its fonts; reinstall verovio")
+            _toolkits.append(toolkit)
+        toolkit = _toolkits[0]
+        toolkit.setOptions({"pageWidth": width, "scale": scale, "adjustPageHeight": True, "footer": "none",
+                            "header": "auto"})
+        if not toolkit.loadData(musicxml):
+            raise ValueError("verovio could not read the MusicXML")
+        pages = [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
+        timemap = toolkit.renderToTimemap({"includeMeasures": True})
     return pages, [{"ms": event["tstamp"], "on": event.get("on", []), "off": event.get("off", []),
                     "measure": event.get("measureOn")} for event in timemap]
 

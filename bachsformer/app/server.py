@@ -33,6 +33,7 @@ PAGES = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js", 
 DOWNLOADS = {"piece.mid": ("midi", "audio/midi"), "piece.wav": ("wav", "audio/wav"),
              "piece.musicxml": ("musicxml", "application/vnd.recordare.musicxml+xml")}
 MAX_JSON_BYTES = 16_384
+MAX_DRAINED_BYTES = 64_000_000  # a body over the limit is read and dropped up to this size, then refused
 MAX_UPLOADS = 32
 JOB_PATH = re.compile(r"^/api/jobs/([0-9a-f]{16})(?:/([a-z0-9.-]+))?$")
 
@@ -162,7 +163,13 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise RequestError("bad Content-Length") from None
         if length > limit:
-            self.close_connection = True  # the body is not read: the connection cannot be reused
+            if length <= MAX_DRAINED_BYTES:  # read and dropped, so the client can read the answer
+                left = length
+                while left > 0:
+                    chunk = self.rfile.read(min(1 << 16, left))
+                    left = left - len(chunk) if chunk else 0
+            else:
+                self.close_connection = True
             raise RequestError(f"the request is {length / 1e6:.1f} MB, more than the {limit / 1e6:.2g} MB allowed")
         return self.rfile.read(length) if length > 0 else b""
 

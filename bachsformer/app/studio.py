@@ -76,7 +76,7 @@ class Studio:
         model = self.model(self.styles[0])
         return {"styles": self.styles, "default_style": DEFAULT_STYLE if DEFAULT_STYLE in self.styles else self.styles[0],
                 "keys": KEYS, "forms": list(FORMS), "instruments": INSTRUMENTS, "max_bars": MAX_BARS,
-                "temperature": list(TEMPERATURES), "bpm": list(BPMS), "default_bpm": round(model.qpm),
+                "temperature": list(TEMPERATURES), "bpm": list(BPMS), "default_bpm": round(model.bpm),
                 "max_upload_bytes": MAX_UPLOAD_BYTES, "max_seed": MAX_SEED - 1}
 
     def options(self, request: dict) -> dict:
@@ -95,7 +95,7 @@ class Studio:
         options = {"style": style, "key": key, "form": form,
                    "bars": _number(request, "bars", 16, 1, MAX_BARS, int),
                    "temperature": _number(request, "temperature", 1.0, *TEMPERATURES, float),
-                   "qpm": _number(request, "bpm", None, *BPMS, float),
+                   "bpm": _number(request, "bpm", None, *BPMS, float),
                    "program": _number(request, "program", INSTRUMENTS["Harpsichord"], 0, 127, int),
                    "seed": _number(request, "seed", None, 0, MAX_SEED - 1, int)}
         if options["seed"] is None:
@@ -136,7 +136,7 @@ class Studio:
                 prompt = upload.path if upload is not None else None
                 form = "through" if prompt is not None else options["form"]
                 piece = model.generate(bars=options["bars"], seed=options["seed"], temperature=options["temperature"],
-                                       qpm=options["qpm"], program=options["program"], key=options["key"],
+                                       bpm=options["bpm"], program=options["program"], key=options["key"],
                                        form=form, prompt=prompt)[0]
         except (BachsformerError, MidiError) as e:  # said in the user's own file name, not the server's
             raise RequestError(str(e).replace(str(upload.path), upload.name) if upload else str(e)) from None

@@ -78,7 +78,7 @@ def test_compose_gives_a_piece_to_play_read_and_download(server):
     assert state["state"] == "done", state["error"]
     piece = state["piece"]
     assert piece["seed"] == 11 and "seed 11" in piece["title"]
-    assert piece["roll"]["bars"][:2] == [0.0, pytest.approx(4 * 60 / app.studio.model("goldberg").qpm, abs=1e-3)]
+    assert piece["roll"]["bars"][:2] == [0.0, pytest.approx(4 * 60 / app.studio.model("goldberg").bpm, abs=1e-3)]
     status, midi = call(base, piece["files"]["midi"])
     parsed = pretty_midi.PrettyMIDI(io.BytesIO(midi))
     assert status == 200 and parsed.instruments[0].program == 0

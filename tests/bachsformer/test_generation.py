@@ -33,7 +33,7 @@ def model(tiny_pair):
 
 @pytest.mark.parametrize("meter, frames", [((3, 4), 6), ((4, 4), 8), ((6, 8), 6), ((3, 8), 3)])
 def test_a_piece_has_the_bars_and_meter_asked_for(model, meter, frames):
-    piece = model.generate(bars=2, seed=1, meter=meter, qpm=90)[0]
+    piece = model.generate(bars=2, seed=1, meter=meter, bpm=90)[0]
     assert piece.frames.shape == (frames, 2, 88, 24) and piece.prompt_frames == 0
     assert len(piece.tokens) == frames * 16
     signature = piece.midi.time_signature_changes[0]
