@@ -11,6 +11,7 @@ from .cli import CommandParser, positive_int, run_main
 from .errors import CommandError
 from .paths import BUNDLED_CHECKPOINTS, DEFAULT_STYLE, STYLES
 
+DEFAULT_BARS = 32
 PROG = "generate.py"  # `bachsformer generate` names itself so
 
 
@@ -94,8 +95,18 @@ def run(args, prog: str = PROG) -> None:
         raise CommandError("--regenerate needs --input FILE.mid" if args.regenerate else
                            "--input needs --regenerate A:B (the bars to write anew); to continue a piece use --prompt")
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device, args.style)
-    if args.form is None:  # named in the file: a binary piece has no --bars
-        args.form = "binary" if model.plans and not args.prompt else None
+    if args.form is None:  # named in the file: a binary piece has no --bars; asking for bars means through
+        args.form = "binary" if model.plans and not args.prompt and args.bars is None else None
+    if args.form == "binary" and args.bars is not None:
+        raise CommandError("--bars applies to a through-composed piece; a binary variation is 2 x 16 bars "
+                           "(drop --bars, or add --form through)")
+    args.bars = DEFAULT_BARS if args.bars is None else args.bars
+    if args.key_plan and "local_key" not in model.extra_inputs:
+        raise CommandError("--key-plan needs a model trained with local keys; this one plans its own keys "
+                           "(ask for one with --key)")
+    if args.key_guidance is not None and "key" not in model.extra_inputs:
+        raise CommandError("--key-guidance needs a model with the transposition input; this one is told its key "
+                           "(ask for one with --key)")
     paths = output_paths(args, sample_names(args))
     prompt = None
     if args.prompt:
@@ -145,15 +156,16 @@ def run(args, prog: str = PROG) -> None:
 
 
 def build_parser(prog: str = PROG) -> CommandParser:
-    parser = CommandParser(prog=prog, description=__doc__.splitlines()[0])
+    parser = CommandParser(prog=prog, description="Write a new piece in the style of Bach (by default a Goldberg "
+                           "variation in binary form, with the bundled weights), continue yours, or regenerate bars of it.")
     parser.add_argument("--form", choices=("binary", "through"),
                         help="binary: A twice, then B twice, 16 bars each, as a Goldberg variation (the default for "
                              "a model that knows the form); through: --bars bars straight on (the default with --prompt)")
     parser.add_argument("--key", help="the key to write in, such as 'D minor' or 'F# major' (default: the prompt's, "
                         "else the corpus'; models that know keys)")
-    parser.add_argument("--bars", type=positive_int, default=32,
-                        help="bars to write in a through-composed piece or a continuation, after the prompt "
-                             "(default: %(default)s)")
+    parser.add_argument("--bars", type=positive_int,
+                        help="bars to write straight on (through-composed, the form --bars implies), or after the "
+                             f"prompt's own bars with --prompt (default: {DEFAULT_BARS})")
     parser.add_argument("--seed", type=int, help="write the piece of this seed again: the same seed and options "
                         "give the same MIDI; with --num-samples N, seeds SEED to SEED+N-1 (default: a new one each run)")
     parser.add_argument("--temperature", type=float, default=1.0, help="> 0; lower is safer (default: %(default)s)")

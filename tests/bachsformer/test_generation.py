@@ -228,7 +228,7 @@ def test_the_command_writes_names_and_never_overwrites(tiny_pair, tmp_path, caps
     (["--meter", "3/5"], "--meter"),
     (["--checkpoint-dir", "/no/such/folder"], "no such checkpoint folder"),
     (["--prompt", "/no/such.mid"], "no such file"),
-    (["--key-plan", "988-v01"], "needs a transformer trained with the local_key input"),
+    (["--key-plan", "988-v01"], "--key-plan needs a model trained with local keys"),
     (["--key-guidance", "-0.5"], "--key-guidance"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(tiny_pair, tmp_path, capsys, args, words):
@@ -380,3 +380,15 @@ def test_a_silent_piece_is_said(tiny_pair, tmp_path, capsys, monkeypatch):
         (len(indices), indices.shape[1], *self.grid.frame_shape), dtype=np.uint8))
     assert generate.main(["--checkpoint-dir", str(tiny_pair), "--out", str(tmp_path), "--bars", "1", "--seed", "0"]) == 0
     assert "has no notes: the model wrote silence" in capsys.readouterr().err
+
+
+def test_bars_imply_a_through_composed_piece_and_binary_refuses_them(tiny_plan_pair, tmp_path, capsys):
+    base = ["--checkpoint-dir", str(tiny_plan_pair), "--device", "cpu", "--seed", "2"]
+    assert generate.main(base + ["--bars", "2", "--out", str(tmp_path / "a")]) == 0
+    written = capsys.readouterr().out.split()[0]
+    assert "2bars" in written and "binary" not in written
+    assert generate.main(base + ["--form", "binary", "--bars", "2", "--out", str(tmp_path / "b")]) == 2
+    assert "--bars applies to a through-composed piece" in capsys.readouterr().err
+    assert generate.main(base + ["--key-guidance", "0.5", "--out", str(tmp_path / "c")]) == 2
+    assert "--key-guidance needs a model with the transposition input" in capsys.readouterr().err
+
