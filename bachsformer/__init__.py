@@ -2,12 +2,15 @@
 
     from bachsformer import Bachsformer
     model = Bachsformer.from_checkpoints()          # the bundled weights
-    piece = model.generate(bars=16, seed=3)[0]      # a `Generated`: MIDI, frames, tokens
-    piece.midi.write("new.mid")
+    piece = model.generate(seed=3, key="E minor")[0]  # a `Generated`: MIDI, frames, tokens, seed
+    piece.write("new.mid")                          # also to_wav, to_png, to_musicxml, to_svg
+    mine = model.regenerate("mine.mid", [(5, 8)])[0]  # bars 5-8 of your piece written anew
 
-`help(bachsformer.Bachsformer.generate)` lists the options. The package is the inference path
-(pair, tokens, generation, rendering); `bachsformer.train`, `bachsformer.evaluate` and
-`bachsformer.corpus` are the other commands, which generation never imports.
+`help(bachsformer.Bachsformer.generate)` lists the options, `help(bachsformer.Generated)` what a
+piece can do. The package is the inference path (pair, tokens, generation, editing, score, audio);
+`bachsformer.app` is the browser page, and `bachsformer.train`, `bachsformer.evaluate` and
+`bachsformer.corpus` are the other commands, which generation never imports. The `bachsformer`
+command (`python -m bachsformer`) leads to all of them.
 """
 from .errors import BachsformerError
 

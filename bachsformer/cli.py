@@ -92,18 +92,22 @@ def refuse_overwrite(path, force: bool) -> None:
 
 
 def percent(share) -> str:
+    """0.873 -> "87.3%"; None -> "-"."""
     return "-" if share is None else f"{100 * share:.1f}%"
 
 
 def f1_text(value) -> str:
+    """An F1 score with three decimals, "-" when there is none."""
     return "-" if value is None else f"{value:.3f}"
 
 
 def count(n: int, noun: str) -> str:
+    """(3, "file") -> "3 files"."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def frame_grid(steps_per_quarter: int) -> FrameGrid:
+    """The frame grid of a --steps-per-quarter option; a bad value is a CommandError naming it."""
     try:
         return FrameGrid(steps_per_quarter=steps_per_quarter)
     except ValueError as e:
@@ -122,6 +126,7 @@ def midi_files(path) -> tuple:
 
 
 def relative_label(path: Path, root: Path) -> str:
+    """How a table names a file: relative to the folder given, else its own name."""
     try:
         return str(path.relative_to(root))
     except ValueError:
@@ -129,11 +134,13 @@ def relative_label(path: Path, root: Path) -> str:
 
 
 def progress(items, desc: str):
+    """`items` with a progress bar on stderr."""
     from tqdm import tqdm
     return tqdm(items, desc=desc, unit="file", disable=None, leave=False)
 
 
 def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
     try:
         value = int(text)
     except ValueError:
@@ -144,6 +151,7 @@ def positive_int(text: str) -> int:
 
 
 def positive_seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
     try:
         value = float(text)
     except ValueError:

@@ -75,6 +75,7 @@ def sample_names(args) -> list:
 
 
 def run(args, prog: str = PROG) -> None:
+    """Write the pieces the parsed `args` ask for, and their pictures, scores and audio."""
     from .generation import Bachsformer, fresh_seed
     from ludovico_vae.files import atomic_write
 
@@ -156,6 +157,7 @@ def run(args, prog: str = PROG) -> None:
 
 
 def build_parser(prog: str = PROG) -> CommandParser:
+    """The options of generate.py (and `bachsformer generate`)."""
     parser = CommandParser(prog=prog, description="Write a new piece in the style of Bach (by default a Goldberg "
                            "variation in binary form, with the bundled weights), continue yours, or regenerate bars of it.")
     parser.add_argument("--form", choices=("binary", "through"),
@@ -208,6 +210,7 @@ def build_parser(prog: str = PROG) -> CommandParser:
 
 
 def main(argv=None, prog: str = PROG) -> int:
+    """Run the command line; a user error is one line and exit code 2."""
     return run_main(prog, lambda: build_parser(prog), argv)
 
 

@@ -37,6 +37,7 @@ class Style:
                    d.get("key"))
 
     def to_dict(self) -> dict:
+        """As a checkpoint stores it."""
         return {"meter": list(self.meter), "qpm": self.qpm, "key_plans": self.key_plans, "key": self.key}
 
 

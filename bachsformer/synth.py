@@ -51,6 +51,7 @@ class Zone:
     sample: Sample
 
     def covers(self, key: int, velocity: int) -> bool:
+        """Whether this zone sounds for `key` struck at `velocity`."""
         (klo, khi), (vlo, vhi) = self.generators[KEY_RANGE], self.generators[VEL_RANGE]
         return klo <= key <= khi and vlo <= velocity <= vhi
 

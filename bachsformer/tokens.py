@@ -122,6 +122,7 @@ def extras_of(piece: TokenPiece) -> np.ndarray:
 
 
 def encode_piece(model, piece: Piece, device, n_slots: int, transpose: int = 0) -> TokenPiece:
+    """A piece, moved by `transpose` semitones, as codes with its beats, bars, local keys and key."""
     frames = shift_keys(piece.frames, transpose) if transpose else piece.frames
     indices = encode(model, frames, device)
     _, _, beat_in_bar = piece.meter_per_frame()

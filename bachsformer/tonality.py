@@ -103,10 +103,12 @@ def estimate_key(pitch, start, end, window: tuple | None = None) -> int | None:
 
 
 def tonic(key: int) -> int:
+    """The pitch class (0 = C) of a key's tonic."""
     return key % PITCH_CLASSES
 
 
 def is_minor(key: int) -> bool:
+    """Keys 12-23 are minor."""
     return key >= PITCH_CLASSES
 
 
