@@ -52,14 +52,25 @@ async function run(path, body, what) {
     } while (state.state === "queued" || state.state === "running");
     if (state.state === "failed") throw new Error(state.error);
     await show(state.piece);
-    const seconds = (performance.now() - started) / 1000;
+    await playable();
+    const seconds = (performance.now() - started) / 1000;  // click to score shown and audio ready to play
     status(`${what}: done in ${seconds.toFixed(1)} s. ${state.piece.notes.join(" ")}`);
     document.body.dataset.composeSeconds = seconds.toFixed(3);
+    document.body.dataset.done = Number(document.body.dataset.done || 0) + 1;
   } catch (error) {
     status(error.message, true);
   } finally {
     busy(false);
   }
+}
+
+function playable() {  // resolves when the audio can start, at once if there is none
+  const audio = $("audio");
+  if (!audio.getAttribute("src") || audio.readyState >= 3) return Promise.resolve();
+  return new Promise((resolve) => {
+    audio.addEventListener("canplay", resolve, {once: true});
+    audio.addEventListener("error", resolve, {once: true});
+  });
 }
 
 async function show(piece) {
