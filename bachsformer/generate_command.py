@@ -97,7 +97,8 @@ def run(args, prog: str = PROG) -> None:
                            "--input needs --regenerate A:B (the bars to write anew); to continue a piece use --prompt")
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device, args.style)
     if args.form is None:  # named in the file: a binary piece has no --bars; asking for bars means through
-        args.form = "binary" if model.plans and not args.prompt and args.bars is None else None
+        binary = model.plans and not args.prompt and args.bars is None and model.pair.style.form == "binary"
+        args.form = "binary" if binary else None
     if args.form == "binary" and args.bars is not None:
         raise CommandError("--bars applies to a through-composed piece; a binary variation is 2 x 16 bars "
                            "(drop --bars, or add --form through)")

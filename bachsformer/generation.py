@@ -190,7 +190,7 @@ class Bachsformer:
         seed picks. `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the
         transposition input; None means DEFAULT_KEY_GUIDANCE without a prompt and 0 with one.
         """
-        form = form or ("binary" if self.plans and prompt is None else "through")
+        form = form or (self.pair.style.form if self.plans and prompt is None else "through")
         if key_guidance is None:
             key_guidance = DEFAULT_KEY_GUIDANCE if prompt is None and "key" in self.extra_inputs else 0.0
         if form not in FORMS:

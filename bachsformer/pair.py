@@ -30,15 +30,18 @@ class Style:
     qpm: float = 100.0
     key_plans: list = field(default_factory=list)
     key: int | None = None  # the key most training pieces are in (0-23, as `tonality`), if known
+    form: str = "binary"  # what a model that knows the form writes by default: "binary" or "through"
 
     @classmethod
     def from_dict(cls, d: dict) -> "Style":
+        """From a checkpoint's `style` entry."""
         return cls(tuple(d.get("meter", cls.meter)), float(d.get("qpm", cls.qpm)), list(d.get("key_plans", [])),
-                   d.get("key"))
+                   d.get("key"), d.get("form", cls.form))
 
     def to_dict(self) -> dict:
         """As a checkpoint stores it."""
-        return {"meter": list(self.meter), "qpm": self.qpm, "key_plans": self.key_plans, "key": self.key}
+        return {"meter": list(self.meter), "qpm": self.qpm, "key_plans": self.key_plans, "key": self.key,
+                "form": self.form}
 
 
 @dataclass

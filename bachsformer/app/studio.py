@@ -75,6 +75,7 @@ class Studio:
         """What the page offers: styles, keys, forms, instruments and the limits it must respect."""
         model = self.model(self.styles[0])
         return {"styles": self.styles, "default_style": DEFAULT_STYLE if DEFAULT_STYLE in self.styles else self.styles[0],
+                "default_forms": {style: self.model(style).pair.style.form for style in self.styles},
                 "keys": KEYS, "forms": list(FORMS), "instruments": INSTRUMENTS, "max_bars": MAX_BARS,
                 "temperature": list(TEMPERATURES), "bpm": list(BPMS), "default_bpm": round(model.bpm),
                 "max_upload_bytes": MAX_UPLOAD_BYTES, "max_seed": MAX_SEED - 1}

@@ -50,7 +50,7 @@ def load_token_corpus(data, device, log=print) -> TokenCorpus:
         silence = silent_frame_codes(vae, grid.frame_shape, device)
         slots = {p.name: int(beat_slots(lead_in_beat(p), data.beat_slots)) for p in train_pieces}
         tokens = [with_silent_lead_in(t, silence, slots[t.name]) if t.name in train_names else t for t in tokens]
-    return TokenCorpus(vae, grid, corpus_style(train_pieces), corpus_key, sha256_file(data.vae_path),
+    return TokenCorpus(vae, grid, corpus_style(train_pieces, data.form), corpus_key, sha256_file(data.vae_path),
                        train=[t for t in tokens if t.name in train_names],
                        held_out=[t for t in tokens if t.name not in train_names and t.transpose == 0],
                        train_as_written=[t for t in tokens if t.name in train_names and t.transpose == 0])
@@ -63,7 +63,7 @@ def lead_in_beat(piece) -> float:
     return float(meter_per_frame(piece.time_signatures, starts)[2][0])
 
 
-def corpus_style(pieces: list) -> Style:
+def corpus_style(pieces: list, form: str = "binary") -> Style:
     """The meter most frames are in, the median tempo and the commonest key: what generation
     defaults to. And each
     piece's key plan (its local keys as written, and its meter), for a model with a local-key input
@@ -77,7 +77,7 @@ def corpus_style(pieces: list) -> Style:
                       "keys": local_keys(piece.frames).tolist()})
     (numerator, denominator), _ = meters.most_common(1)[0]
     return Style((numerator, denominator), float(np.median([p.tempos[0][1] for p in pieces])), plans,
-                 keys.most_common(1)[0][0])
+                 keys.most_common(1)[0][0], form)
 
 
 

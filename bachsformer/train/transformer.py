@@ -55,6 +55,9 @@ class TokenDataConfig(DataConfig):
     # continue a piece and regenerate bars between a given past and future.
     fill_in_middle: float = 0.0
     max_future_frames: int = 12
+    # the form generate.py writes by default with this model: "binary", the Goldberg plan (A A B B
+    # of 16 bars), or "through" (bars straight on), for a corpus whose pieces do not repeat so
+    form: str = "binary"
 
     @property
     def vae_path(self) -> Path:
@@ -74,6 +77,8 @@ class TokenDataConfig(DataConfig):
             raise ValueError(f"key_dropout must lie in [0, 1), got {self.key_dropout}")
         if not 0 <= self.fill_in_middle < 1:
             raise ValueError(f"fill_in_middle must lie in [0, 1), got {self.fill_in_middle}")
+        if self.form not in ("binary", "through"):
+            raise ValueError(f"form must be binary or through, got {self.form!r}")
         if self.fill_in_middle and "future" not in self.extra_inputs:
             raise ValueError("fill_in_middle needs the future input: add 'future' to extra_inputs")
         if self.fill_in_middle and not 1 <= self.max_future_frames < self.frames_per_window:

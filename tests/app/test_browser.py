@@ -60,7 +60,8 @@ def wait_for(driver, script, seconds=60):
 
 
 def pieces(driver) -> int:
-    return int(driver.execute_script("return Number(document.body.dataset.pieces || 0)"))
+    """Pieces finished so far: shown, with their audio ready to play."""
+    return int(driver.execute_script("return Number(document.body.dataset.done || 0)"))
 
 
 def test_compose_plays_shows_the_score_and_downloads(page):
@@ -70,7 +71,7 @@ def test_compose_plays_shows_the_score_and_downloads(page):
     driver.find_element("id", "bars").send_keys("4")
     driver.find_element("id", "seed").send_keys("21")
     driver.find_element("id", "compose").click()
-    wait_for(driver, "return document.body.dataset.pieces === '1'")
+    wait_for(driver, "return document.body.dataset.done === '1'")  # score shown, audio ready to play
     assert driver.find_element("id", "seed-used").text == "seed 21"
     assert "done in" in driver.find_element("id", "status").text
     assert driver.find_elements("css selector", "#score svg")  # the engraved score
@@ -96,7 +97,7 @@ def test_an_uploaded_file_is_continued(page, tmp_path):
     wait_for(driver, "return document.getElementById('status').textContent.includes('is ready')")
     assert "theme.mid: 4 bars" in driver.find_element("id", "upload-info").text
     driver.find_element("id", "continue").click()
-    wait_for(driver, f"return Number(document.body.dataset.pieces) > {before}")
+    wait_for(driver, f"return Number(document.body.dataset.done) > {before}")
     assert "continuing theme.mid: done" in driver.find_element("id", "status").text
 
 

@@ -215,8 +215,11 @@ async function start() {
   });
   $("upload").addEventListener("change", () => { const f = $("upload").files[0]; if (f) sendUpload(f, f.name); });
   $("reuse-seed").addEventListener("click", () => { $("seed").value = $("seed-used").dataset.seed; });
-  $("form").addEventListener("change", () => { $("bars").disabled = $("form").value === "binary"; });
-  $("bars").disabled = $("form").value === "binary";
+  const formChanged = () => { $("bars").disabled = $("form").value === "binary"; };
+  const styleChanged = () => { $("form").value = info.default_forms[$("style").value] || "binary"; formChanged(); };
+  $("form").addEventListener("change", formChanged);
+  $("style").addEventListener("change", styleChanged);
+  styleChanged();
   $("audio").addEventListener("play", () => requestAnimationFrame(follow));
   $("audio").addEventListener("seeked", () => { drawRoll(); markScore($("audio").currentTime * 1000); });
   let dragFrom = null;
