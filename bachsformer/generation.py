@@ -26,7 +26,7 @@ from .pair import Pair, load_pair
 from .paths import BUNDLED_CHECKPOINTS, DEFAULT_STYLE
 from .runtime import resolve_device
 from .tokens import KEYS, PIECE_KEYS, beat_slots, key_of_frames, progress_bins, select_extras, silent_frame_codes, token_extras
-from .tonality import NO_KEY, closes_on_i_or_v, local_keys, on_tonic_chord, parse_key
+from .tonality import NO_KEY, closes_on_i_or_v, estimate_key, local_keys, on_tonic_chord, parse_key
 
 MAX_BARS = 10_000
 MAX_SEED = 2**31  # fresh seeds stay short enough to type
@@ -42,6 +42,8 @@ DEFAULT_KEY_GUIDANCE = 0.7
 DEFAULT_TOP_P = 1.0  # no nucleus: with key guidance, cutting the tail only cuts the bass
 KEY_CONTRASTS = (2, -2)
 DECODE_CHUNK = 64  # frames decoded at once; bounds the decoder's memory on long pieces
+CLOSING_BARS = 2  # a half's closing bars, drawn again among candidates for the best cadence
+CLOSING_SALT = 1_000  # candidate numbers of the redrawn closes, apart from the halves' own
 
 
 @dataclass
@@ -293,12 +295,17 @@ class Bachsformer:
         a = self._sample(silence, per_section, _repeat_rows(extras(np.arange(per_section - 1, 2 * per_section)), k),
                          tries, options)
         last_bar = float((SECTION_BARS - 1) * num * 4 / den)
-        a = self._first(a, k, lambda p, s, e: closes_on_i_or_v(p, s, e, key, last_bar))
+        in_key = lambda p, s, e: estimate_key(p, s, e) == key  # noqa: E731
+        a_checks = [lambda p, s, e: closes_on_i_or_v(p, s, e, key, last_bar), in_key]
+        a = self._first(a, k, a_checks)
+        a = self._closing(a, per_section, per_section, round(num * 4 / den), a_checks, seeds, extras, options)
         # B as the last statement (section 3), after A's closing bars where B's first statement ends
         context = min(per_section, self.transformer.config.block_size // self.indices_per_frame)
         b = self._sample(a[:, -context * self.indices_per_frame:].repeat_interleave(k, dim=0), per_section,
                          _repeat_rows(extras(np.arange(3 * per_section - context, 4 * per_section)), k), tries, options)
-        b = self._first(b, k, lambda p, s, e: on_tonic_chord(p, s, e, key, last_bar))
+        b_checks = [lambda p, s, e: on_tonic_chord(p, s, e, key, last_bar), in_key]
+        b = self._first(b, k, b_checks)
+        b = self._closing(b, 3 * per_section, per_section, round(num * 4 / den), b_checks, seeds, extras, options)
         tokens = torch.cat([a, a, b, b], dim=1)  # (S, 4 * per_section * 16)
         decoded = self._decode(tokens.reshape(len(seeds), 4 * per_section, self.indices_per_frame), None)
         for frames in decoded:  # the piece ends on its last bar's downbeat chord, held
@@ -306,17 +313,36 @@ class Bachsformer:
         new = torch.cat([a, b], dim=1).cpu().numpy()
         return decoded, new, signatures, [(0.0, float(bpm))], 0, [None] * len(seeds), 0.0
 
-    def _first(self, tokens: torch.Tensor, k: int, cadences) -> torch.Tensor:
-        """(S, n) the first of each sample's k candidates (S * k, n) whose notes `cadences(pitch,
-        start, end)` accepts, else its first candidate."""
+    def _first(self, tokens: torch.Tensor, k: int, checks: list) -> torch.Tensor:
+        """(S, n): of each sample's k candidates (S * k, n), the first that passes the most of
+        `checks` (callables of pitch, start and end, the more important first)."""
         frames = self.vae.decode_pieces(tokens.reshape(len(tokens), -1, self.indices_per_frame), chunk=DECODE_CHUNK)
         chosen = []
         for sample in range(len(tokens) // k):
             rows = range(sample * k, (sample + 1) * k)
             notes = [roll_to_notes(frames_to_roll(frames[row]), self.grid.steps_per_quarter) for row in rows]
-            good = [row for row, n in zip(rows, notes) if cadences(n.pitch, n.start, n.end)]
-            chosen.append(good[0] if good else rows[0])
+            passed = [tuple(check(n.pitch, n.start, n.end) for check in checks) for n in notes]
+            chosen.append(rows[max(range(k), key=lambda j: (passed[j], -j))])
         return tokens[chosen]
+
+    def _closing(self, section: torch.Tensor, first_frame: int, per_section: int, frames_per_bar: int, checks: list,
+                 seeds: list, extras, options: dict) -> torch.Tensor:
+        """(S, n) `section` (placed at frame `first_frame` of the piece) with its last CLOSING_BARS
+        bars drawn again `candidates` times, after its own earlier bars, and the best close kept
+        (the one already written first among equals): a half's cadence is where it is heard."""
+        k, per = options["candidates"], self.indices_per_frame
+        tail = min(per_section - 1, CLOSING_BARS * frames_per_bar)
+        if k < 2 or tail < 1:
+            return section
+        kept = per_section - tail
+        context = min(kept, self.transformer.config.block_size // per - tail)
+        positions = np.arange(first_frame + kept - context, first_frame + per_section)
+        tries = [_candidate_seed(s, CLOSING_SALT + j) for s in seeds for j in range(k)]
+        tails = self._sample(section[:, (kept - context) * per:kept * per].repeat_interleave(k, dim=0), tail,
+                             _repeat_rows(extras(positions), k), tries, options)
+        redrawn = torch.cat([section[:, :kept * per].repeat_interleave(k, dim=0), tails], dim=1)
+        candidates = torch.cat([section[:, None], redrawn.view(len(section), k, -1)], dim=1).flatten(0, 1)
+        return self._first(candidates, k + 1, checks)
 
     def _through(self, seeds: list, bars: int, meter, bpm, prompt, prompt_bars, key, key_plan, options) -> tuple:
         """`bars` bars straight on, after the prompt's last `prompt_bars` bars if there is a prompt."""
