@@ -68,7 +68,7 @@ def regenerate(model, source, ranges, seed: int | None = None, num_samples: int 
 
     codes = encode(model.vae, piece.frames, model.device)  # (N, 16)
     tokens = np.broadcast_to(codes, (num_samples, *codes.shape)).copy()
-    extras = _piece_extras(model, piece)
+    extras = piece_extras(model, piece)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p)
     frames = np.broadcast_to(piece.frames, (num_samples, *piece.frames.shape)).copy()
@@ -107,9 +107,9 @@ def bar_spans(path, ranges, bar_starts: np.ndarray, end_beat: float) -> list:
     return [(float(bounds[a - 1]), float(bounds[b])) for a, b in ranges]
 
 
-def _piece_extras(model, piece) -> np.ndarray:
-    """(N * 16, 10) the inputs beside a piece's codes: its beats, its form read from its own bars,
-    its key."""
+def piece_extras(model, piece) -> np.ndarray:
+    """(N * 16, 10) the inputs beside the codes of a user's piece: its beats, its form read from its
+    own bars, its key."""
     _, _, beat_in_bar = meter_per_frame(piece.time_signatures, piece.frame_starts)
     bars = bar_per_frame(piece.time_signatures, piece.frame_starts)
     n = len(piece)

@@ -51,6 +51,10 @@ def output_paths(args, names: list) -> list:
 
 def sample_names(args) -> list:
     """One file name per sample, naming its own seed and every option that changes the music."""
+    if args.harmonise:
+        settings = [f"harmonised-{args.voice}", f"t{args.temperature:g}"]
+        return [f"{Path(args.harmonise).stem}-seed{args.seed + i}-{'-'.join(settings)}.mid"
+                for i in range(args.num_samples)]
     if args.regenerate:
         bars = "_".join(f"{a}-{b}" if a != b else str(a) for a, b in sorted(args.regenerate))
         settings = [f"bars{bars}", f"t{args.temperature:g}"] + ([f"k{args.top_k}"] if args.top_k else []) + (
@@ -92,6 +96,8 @@ def run(args, prog: str = PROG) -> None:
         raise CommandError(f"--program must be a General MIDI program 0-127, got {args.program}")
     if not -48 <= args.transpose <= 48:
         raise CommandError(f"--transpose must lie between -48 and 48 semitones, got {args.transpose}")
+    if args.harmonise and (args.input or args.prompt):
+        raise CommandError("--harmonise works on its own file: drop --input and --prompt")
     if bool(args.input) != bool(args.regenerate):
         raise CommandError("--regenerate needs --input FILE.mid" if args.regenerate else
                            "--input needs --regenerate A:B (the bars to write anew); to continue a piece use --prompt")
@@ -122,7 +128,10 @@ def run(args, prog: str = PROG) -> None:
     nucleus = {} if args.top_p is None else {"top_p": args.top_p}  # None: the API's default
     if args.key_guidance is not None:
         nucleus["key_guidance"] = args.key_guidance
-    if args.regenerate:
+    if args.harmonise:
+        pieces = model.harmonise(args.harmonise, args.voice, seed=args.seed, num_samples=args.num_samples,
+                                 temperature=args.temperature)
+    elif args.regenerate:
         pieces = model.regenerate(args.input, args.regenerate, seed=args.seed, num_samples=args.num_samples,
                                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     else:
@@ -193,6 +202,10 @@ def build_parser(prog: str = PROG) -> CommandParser:
     parser.add_argument("--regenerate", metavar="A:B", type=_bar_range, action="append",
                         help="write bars A to B of --input anew (from 1, both included; repeatable), keeping every "
                              "other note exactly")
+    parser.add_argument("--harmonise", metavar="FILE.mid", help="keep this file's top line (or --voice bottom: its "
+                        "bass) note for note and write the other voices around it")
+    parser.add_argument("--voice", choices=("top", "bottom"), default="top",
+                        help="the line --harmonise keeps (default: %(default)s)")
     parser.add_argument("--prompt-bars", type=positive_int, help="use only the prompt's last N bars")
     parser.add_argument("--out", help="a .mid file for one sample, or a folder (default: generated/)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")

@@ -44,6 +44,7 @@ KEY_CONTRASTS = (2, -2)
 DECODE_CHUNK = 64  # frames decoded at once; bounds the decoder's memory on long pieces
 CLOSING_BARS = 2  # a half's closing bars, drawn again among candidates for the best cadence
 CLOSING_SALT = 1_000  # candidate numbers of the redrawn closes, apart from the halves' own
+CLOSING_DRAWS = 2  # closes drawn per candidate of a half: short, so cheap, and where a cadence is decided
 
 
 @dataclass
@@ -244,6 +245,13 @@ class Bachsformer:
         return regenerate(self, source, bars, seed=seed, num_samples=num_samples, temperature=temperature,
                           top_k=top_k, top_p=top_p)
 
+    def harmonise(self, source, voice: str = "top", seed: int | None = None, num_samples: int = 1,
+                  temperature: float = 1.0) -> list:
+        """The top (or bottom) line of the MIDI file `source` kept note for note, the other voices
+        written around it; see `bachsformer.harmonise`."""
+        from .harmonise import harmonise
+        return harmonise(self, source, voice, seed=seed, num_samples=num_samples, temperature=temperature)
+
     def _key(self, key, context: np.ndarray | None) -> int:
         """The key to write in: the one asked for, else the prompt's, else the corpus'."""
         if isinstance(key, str):
@@ -328,9 +336,9 @@ class Bachsformer:
     def _closing(self, section: torch.Tensor, first_frame: int, per_section: int, frames_per_bar: int, checks: list,
                  seeds: list, extras, options: dict) -> torch.Tensor:
         """(S, n) `section` (placed at frame `first_frame` of the piece) with its last CLOSING_BARS
-        bars drawn again `candidates` times, after its own earlier bars, and the best close kept
+        bars drawn again CLOSING_DRAWS x `candidates` times, after its own earlier bars, and the best close kept
         (the one already written first among equals): a half's cadence is where it is heard."""
-        k, per = options["candidates"], self.indices_per_frame
+        k, per = CLOSING_DRAWS * options["candidates"], self.indices_per_frame
         tail = min(per_section - 1, CLOSING_BARS * frames_per_bar)
         if k < 2 or tail < 1:
             return section

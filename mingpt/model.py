@@ -606,6 +606,12 @@ class KVCacheDecoder:
             self._table_start, self._table = pos, table.unbind(0)
         return self._table[pos - self._table_start]
 
+    def keep_row(self, row: int) -> None:
+        """Make every sequence of the batch a copy of sequence `row` (its cached keys and values):
+        a search that draws several continuations, keeps the best and draws on from it."""
+        for layer in self.layers:
+            layer.kv.copy_(layer.kv[row:row + 1].expand_as(layer.kv))
+
     def fast_step(self, idx: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """`step` without checks, extra already embedded (B, C); run it under inference mode."""
         x = F.embedding(idx, self.wte)  # (B, C)

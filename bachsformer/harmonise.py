@@ -1,0 +1,176 @@
+"""Harmonise a melody (or a bass line): the given line is kept note for note and the model writes
+the other voices around it, frame by frame.
+
+    piece = Bachsformer.from_checkpoints().harmonise("tune.mid", voice="top", seed=0)[0]
+
+At each quarter-note frame the transformer draws `candidates` continuations (16 codes each) from
+the same past; the VQ-VAE decodes them, and the one that plays the line's notes in that frame
+(its pitches at its onsets) with the fewest notes above it (below it, for a bass) is kept, and the
+next frame is drawn from there. The notes written at or beyond the line are then left out, so the
+line stays the top (or bottom) voice, and the line itself is written exactly as the file has it.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import torch
+
+from ludovico_vae.frames import (ONSET, QUANTISED_SHARE, SOUNDING, frames_to_roll, notes_to_roll, roll_to_frames,
+                                 roll_to_notes, score_to_piece)
+from ludovico_vae.midi import DEFAULT_VELOCITY, LOWEST_PITCH, Notes, beats_of_seconds, parse_midi, read_midi
+from mingpt.model import KVCacheDecoder
+
+from .editing import piece_extras
+from .errors import GenerationError
+from .generation import Generated, fresh_seed
+from .tokens import PIECE_KEY, select_extras
+from .tonality import estimate_key
+
+VOICES = ("top", "bottom")
+DEFAULT_CANDIDATES = 4
+ABOVE_COST = 0.25  # a note struck beyond the line costs a quarter of a note of the line played
+
+
+def line_of(notes: Notes, voice: str) -> np.ndarray:
+    """Indices of the notes forming the top (or bottom) line: at each onset the highest (lowest)
+    note that starts there, unless a note of the line already sounding is higher (lower)."""
+    sign = 1 if voice == "top" else -1
+    order = np.lexsort((-sign * notes.pitch, notes.start))
+    line, last_start = [], None
+    for i in order:
+        start = notes.start[i]
+        if start == last_start:
+            continue  # a lower (higher) note of the same onset
+        sounding = [j for j in line if notes.start[j] < start < notes.end[j]]
+        if any(sign * notes.pitch[j] > sign * notes.pitch[i] for j in sounding):
+            continue
+        line.append(i)
+        last_start = start
+    return np.array(sorted(line, key=lambda i: (notes.start[i], notes.pitch[i])), dtype=np.int64)
+
+
+def harmonise(model, source, voice: str = "top", seed: int | None = None, num_samples: int = 1,
+              temperature: float = 1.0, candidates: int = DEFAULT_CANDIDATES) -> list:
+    """`num_samples` harmonisations of the top or bottom line of the MIDI file `source`, as
+    `Generated` (sample i is seed + i's)."""
+    path = Path(source)
+    if voice not in VOICES:
+        raise GenerationError(f"voice must be top or bottom, got {voice!r}")
+    if not isinstance(candidates, int) or candidates < 1:
+        raise GenerationError(f"candidates must be a positive integer, got {candidates!r}")
+    score = read_midi(path)
+    piece = score_to_piece(score, model.grid)
+    if piece.stats["onsets_near_grid"] < QUANTISED_SHARE:
+        raise GenerationError(f"{path}: a performance, not a score: only {100 * piece.stats['onsets_near_grid']:.0f}% "
+                              "of its onsets lie near the beat grid (quantise it first)")
+    chosen = line_of(score.notes, voice)
+    line = score.notes.select(chosen)
+    key = estimate_key(line.pitch, line.start, line.end)
+    if key is None:
+        raise GenerationError(f"{path}: its {voice} line has no notes to harmonise")
+    steps = model.grid.steps_per_quarter
+    roll = notes_to_roll(line.shifted(piece.lead_in), steps, len(piece) * steps)
+    line_frames = roll_to_frames(roll, steps)[:len(piece)]  # (N, 2, 88, T)
+    extras = piece_extras(model, piece)
+    extras[:, PIECE_KEY] = key  # written in the key of the line
+    seed = fresh_seed() if seed is None else int(seed)
+    results, threads = [], torch.get_num_threads()
+    for i in range(num_samples):
+        torch.set_num_threads(1)  # one token at a time: a second thread only waits (as in sampling)
+        try:
+            tokens = _search(model, line_frames, extras, voice, candidates, temperature, seed + i)
+        finally:
+            torch.set_num_threads(threads)
+        frames = model.vae.decode_pieces(torch.from_numpy(tokens[None]).to(model.device))[0]
+        notes = roll_to_notes(frames_to_roll(frames), steps).shifted(-piece.lead_in)
+        midi = _harmonised_midi(parse_midi(path), score.notes, chosen, _around(notes, line, voice))
+        results.append(Generated(midi, frames, tokens.reshape(-1), 0, seed + i))
+    return results
+
+
+@torch.no_grad()
+def _search(model, line_frames: np.ndarray, extras: np.ndarray, voice: str, k: int, temperature: float,
+            seed: int) -> np.ndarray:
+    """(N, 16) codes: each frame the best of k drawn from the same past, for the line in `line_frames`."""
+    per, n = model.indices_per_frame, len(line_frames)
+    selected = select_extras(torch.from_numpy(extras), model.extra_inputs)
+    decoder = KVCacheDecoder(model.transformer, k, temperature)
+    generator = torch.Generator().manual_seed(seed)
+    silence = model._silence()[None].expand(k, -1)
+    first = None if selected is None else selected[None, :per].expand(k, -1, -1)
+    with torch.inference_mode():
+        logits = decoder.prefill(silence, first)  # a silent frame before the first, as a piece begins
+        embedded = None if selected is None else decoder.embed_extras(selected[None]).expand(k, -1, -1)
+        out = np.empty((n, per), dtype=np.int64)
+        for frame in range(n):
+            drawn = torch.empty(k, per, dtype=torch.int64)
+            for t in range(per):
+                tok = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
+                drawn[:, t] = tok
+                extra = None if embedded is None else embedded[:, frame * per + t]
+                logits = decoder.fast_step(tok, extra)
+            best = _best(model.vae.decode_pieces(drawn[:, None]), line_frames[frame], voice)
+            decoder.keep_row(best)
+            logits = logits[best:best + 1].expand(k, -1).clone()
+            out[frame] = drawn[best].numpy()
+    return out
+
+
+def _best(candidates: np.ndarray, line: np.ndarray, voice: str) -> int:
+    """Index of the candidate frame (k, 1, 2, 88, T) that strikes the line's notes (its onsets in
+    `line` (2, 88, T), one step either way) with the fewest onsets beyond it."""
+    onsets = candidates[:, 0, ONSET].astype(bool)  # (k, 88, T)
+    near = onsets.copy()
+    near[..., 1:] |= onsets[..., :-1]
+    near[..., :-1] |= onsets[..., 1:]
+    wanted = line[ONSET].astype(bool)
+    hits = (near & wanted).sum(axis=(1, 2))
+    sounding = line[SOUNDING].astype(bool)  # the line's key at each step, where it sounds
+    keys = np.arange(sounding.shape[0])[:, None]
+    edge = np.where(sounding.any(axis=0), (keys * sounding).max(axis=0) if voice == "top"
+                    else np.where(sounding, keys, 10**6).min(axis=0), -1)
+    beyond = (keys > edge) if voice == "top" else (keys < edge)
+    beyond &= sounding.any(axis=0)[None, :]
+    extra = (onsets & beyond[None]).sum(axis=(1, 2))
+    score = hits - ABOVE_COST * extra
+    return int(np.argmax(score))
+
+
+def _around(notes: Notes, line: Notes, voice: str) -> Notes:
+    """The written notes that stay below (above) the line wherever it sounds, and apart from it."""
+    keep = np.ones(len(notes), dtype=bool)
+    for i in range(len(notes)):
+        sounding = (line.start <= notes.start[i] + 1e-9) & (line.end > notes.start[i] + 1e-9)
+        overlapping = (line.start < notes.end[i] - 1e-9) & (line.end > notes.start[i] + 1e-9)
+        if sounding.any():
+            edge = line.pitch[sounding].min() if voice == "top" else line.pitch[sounding].max()
+            keep[i] = notes.pitch[i] < edge if voice == "top" else notes.pitch[i] > edge
+        if keep[i] and np.any(overlapping & (line.pitch == notes.pitch[i])):
+            keep[i] = False  # a doubling of the line on its own key would merge with it
+    return notes.select(keep)
+
+
+def _harmonised_midi(original: pretty_midi.PrettyMIDI, notes: Notes, chosen: np.ndarray, written: Notes):
+    """The source's tempo and meter, its line as it is written there, and the new voices."""
+    midi = copy.deepcopy(original)
+    line_keys = {(int(notes.pitch[i]), round(float(notes.start[i]), 6)) for i in chosen}
+    programs = []
+    for instrument in midi.instruments:
+        if instrument.is_drum:
+            continue
+        starts = beats_of_seconds(midi, [n.start for n in instrument.notes])
+        instrument.notes = [n for n, s in zip(instrument.notes, starts) if (n.pitch, round(float(s), 6)) in line_keys]
+        programs.append(instrument.program)
+    midi.instruments = [i for i in midi.instruments if i.notes and not i.is_drum]
+    for instrument in midi.instruments:
+        instrument.name = instrument.name or "line"
+    track = pretty_midi.Instrument(program=programs[0] if programs else 0, name="bachsformer")
+    tick = lambda beat: midi.tick_to_time(int(round(beat * midi.resolution)))  # noqa: E731
+    for p, s, e in zip(written.pitch.tolist(), written.start.tolist(), written.end.tolist()):
+        if p >= LOWEST_PITCH:
+            track.notes.append(pretty_midi.Note(DEFAULT_VELOCITY, p, tick(s), tick(e)))
+    midi.instruments.append(track)
+    return midi
