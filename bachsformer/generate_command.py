@@ -51,9 +51,10 @@ def output_paths(args, names: list) -> list:
 
 def sample_names(args) -> list:
     """One file name per sample, naming its own seed and every option that changes the music."""
-    if args.harmonise:
-        settings = [f"harmonised-{args.voice}", f"t{args.temperature:g}"]
-        return [f"{Path(args.harmonise).stem}-seed{args.seed + i}-{'-'.join(settings)}.mid"
+    if args.harmonise or args.variation:
+        source, what = (args.harmonise, f"harmonised-{args.voice}") if args.harmonise else (
+            args.variation, f"variation-{args.keep}")
+        return [f"{Path(source).stem}-seed{args.seed + i}-{what}-t{args.temperature:g}.mid"
                 for i in range(args.num_samples)]
     if args.regenerate:
         bars = "_".join(f"{a}-{b}" if a != b else str(a) for a, b in sorted(args.regenerate))
@@ -96,8 +97,10 @@ def run(args, prog: str = PROG) -> None:
         raise CommandError(f"--program must be a General MIDI program 0-127, got {args.program}")
     if not -48 <= args.transpose <= 48:
         raise CommandError(f"--transpose must lie between -48 and 48 semitones, got {args.transpose}")
-    if args.harmonise and (args.input or args.prompt):
-        raise CommandError("--harmonise works on its own file: drop --input and --prompt")
+    own = [name for name, value in (("--harmonise", args.harmonise), ("--variation", args.variation),
+                                    ("--input", args.input), ("--prompt", args.prompt)) if value]
+    if len(own) > 1:
+        raise CommandError(f"{' and '.join(own)} each take a file of their own: choose one")
     if bool(args.input) != bool(args.regenerate):
         raise CommandError("--regenerate needs --input FILE.mid" if args.regenerate else
                            "--input needs --regenerate A:B (the bars to write anew); to continue a piece use --prompt")
@@ -128,7 +131,10 @@ def run(args, prog: str = PROG) -> None:
     nucleus = {} if args.top_p is None else {"top_p": args.top_p}  # None: the API's default
     if args.key_guidance is not None:
         nucleus["key_guidance"] = args.key_guidance
-    if args.harmonise:
+    if args.variation:
+        pieces = model.variation(args.variation, args.keep, seed=args.seed, num_samples=args.num_samples,
+                                 temperature=args.temperature)
+    elif args.harmonise:
         pieces = model.harmonise(args.harmonise, args.voice, seed=args.seed, num_samples=args.num_samples,
                                  temperature=args.temperature)
     elif args.regenerate:
@@ -206,6 +212,10 @@ def build_parser(prog: str = PROG) -> CommandParser:
                         "bass) note for note and write the other voices around it")
     parser.add_argument("--voice", choices=("top", "bottom"), default="top",
                         help="the line --harmonise keeps (default: %(default)s)")
+    parser.add_argument("--variation", metavar="FILE.mid", help="a new piece on this file's rhythm (every onset "
+                        "and length kept, new pitches) or, with --keep bass, on its bass line")
+    parser.add_argument("--keep", choices=("rhythm", "bass"), default="rhythm",
+                        help="what --variation keeps (default: %(default)s)")
     parser.add_argument("--prompt-bars", type=positive_int, help="use only the prompt's last N bars")
     parser.add_argument("--out", help="a .mid file for one sample, or a folder (default: generated/)")
     parser.add_argument("--force", action="store_true", help="replace existing output files")

@@ -252,6 +252,13 @@ class Bachsformer:
         from .harmonise import harmonise
         return harmonise(self, source, voice, seed=seed, num_samples=num_samples, temperature=temperature)
 
+    def variation(self, source, keep: str = "rhythm", seed: int | None = None, num_samples: int = 1,
+                  temperature: float = 1.0) -> list:
+        """A new piece keeping the rhythm (every onset and length) or the bass line of the MIDI file
+        `source`; see `bachsformer.variation`."""
+        from .variation import variation
+        return variation(self, source, keep, seed=seed, num_samples=num_samples, temperature=temperature)
+
     def _key(self, key, context: np.ndarray | None) -> int:
         """The key to write in: the one asked for, else the prompt's, else the corpus'."""
         if isinstance(key, str):

@@ -81,7 +81,8 @@ def harmonise(model, source, voice: str = "top", seed: int | None = None, num_sa
     for i in range(num_samples):
         torch.set_num_threads(1)  # one token at a time: a second thread only waits (as in sampling)
         try:
-            tokens = _search(model, line_frames, extras, voice, candidates, temperature, seed + i)
+            tokens = search(model, extras, lambda frame, decoded: _best(decoded, line_frames[frame], voice),
+                            len(line_frames), candidates, temperature, seed + i)
         finally:
             torch.set_num_threads(threads)
         frames = model.vae.decode_pieces(torch.from_numpy(tokens[None]).to(model.device))[0]
@@ -92,10 +93,10 @@ def harmonise(model, source, voice: str = "top", seed: int | None = None, num_sa
 
 
 @torch.no_grad()
-def _search(model, line_frames: np.ndarray, extras: np.ndarray, voice: str, k: int, temperature: float,
-            seed: int) -> np.ndarray:
-    """(N, 16) codes: each frame the best of k drawn from the same past, for the line in `line_frames`."""
-    per, n = model.indices_per_frame, len(line_frames)
+def search(model, extras: np.ndarray, best, n: int, k: int, temperature: float, seed: int) -> np.ndarray:
+    """(n, 16) codes: at each frame k candidates drawn from the same past, decoded, and the one that
+    `best(frame, decoded (k, 1, 2, 88, T))` names kept; `extras` (n * 16, 10) the inputs beside them."""
+    per = model.indices_per_frame
     selected = select_extras(torch.from_numpy(extras), model.extra_inputs)
     decoder = KVCacheDecoder(model.transformer, k, temperature)
     generator = torch.Generator().manual_seed(seed)
@@ -112,10 +113,10 @@ def _search(model, line_frames: np.ndarray, extras: np.ndarray, voice: str, k: i
                 drawn[:, t] = tok
                 extra = None if embedded is None else embedded[:, frame * per + t]
                 logits = decoder.fast_step(tok, extra)
-            best = _best(model.vae.decode_pieces(drawn[:, None]), line_frames[frame], voice)
-            decoder.keep_row(best)
-            logits = logits[best:best + 1].expand(k, -1).clone()
-            out[frame] = drawn[best].numpy()
+            kept = best(frame, model.vae.decode_pieces(drawn[:, None]))
+            decoder.keep_row(kept)
+            logits = logits[kept:kept + 1].expand(k, -1).clone()
+            out[frame] = drawn[kept].numpy()
     return out
 
 

@@ -130,4 +130,22 @@ def test_the_command_line_harmonises(tiny_plan_pair, chorale, tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "chorale-seed1-harmonised-bottom-t1.mid").exists()
     both = run("--harmonise", str(chorale), "--input", str(chorale), "--regenerate", "1:1")
-    assert both.returncode == 2 and "--harmonise works on its own file" in both.stderr
+    assert both.returncode == 2 and "--harmonise and --input each take a file of their own" in both.stderr
+
+
+def test_a_rhythm_variation_keeps_every_onset_and_length(model, chorale, monkeypatch):
+    monkeypatch.setattr(model.vae, "decode_pieces", _stand_in_decoder(model.grid.frame_shape))
+    piece = model.variation(chorale, "rhythm", seed=0)[0]
+    notes = _notes(piece.midi, {i.name for i in piece.midi.instruments})
+    original = sorted((n.pitch, float(n.start), float(n.end)) for n in SOPRANO + ALTO + BASS)
+    assert sorted((s, e) for _, s, e in notes) == sorted((s, e) for _, s, e in original)
+    assert {p for p, _, _ in notes} <= {48, 84}  # every pitch from what the model wrote at that moment
+    with pytest.raises(GenerationError, match="keep must be rhythm or bass"):
+        model.variation(chorale, "melody")
+
+
+def test_repitching_takes_the_nearest_written_pitch_once_per_onset():
+    from bachsformer.variation import repitched
+    notes = _as_notes([N(72, 0, 1), N(60, 0, 1), N(64, 1, 2)])
+    written = _as_notes([N(71, 0, 1), N(70, 0, 1), N(55, 0, 2)])
+    assert repitched(notes, written).tolist() == [71, 55, 55]  # 60 takes the next free; at beat 1 55 sounds
