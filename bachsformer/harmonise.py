@@ -27,11 +27,12 @@ from .editing import piece_extras
 from .errors import GenerationError
 from .generation import Generated, fresh_seed
 from .tokens import PIECE_KEY, select_extras
-from .tonality import estimate_key
+from .tonality import estimate_key, parallel_perfect
 
 VOICES = ("top", "bottom")
 DEFAULT_CANDIDATES = 4
 ABOVE_COST = 0.25  # a note struck beyond the line costs a quarter of a note of the line played
+PARALLEL_COST = 3.0  # a parallel fifth or octave of the outer voices costs three notes of the line
 
 
 def line_of(notes: Notes, voice: str) -> np.ndarray:
@@ -81,8 +82,8 @@ def harmonise(model, source, voice: str = "top", seed: int | None = None, num_sa
     for i in range(num_samples):
         torch.set_num_threads(1)  # one token at a time: a second thread only waits (as in sampling)
         try:
-            tokens = search(model, extras, lambda frame, decoded: _best(decoded, line_frames[frame], voice),
-                            len(line_frames), candidates, temperature, seed + i)
+            tokens = search(model, extras, _LineScorer(line_frames, voice), len(line_frames), candidates,
+                            temperature, seed + i)
         finally:
             torch.set_num_threads(threads)
         frames = model.vae.decode_pieces(torch.from_numpy(tokens[None]).to(model.device))[0]
@@ -120,9 +121,45 @@ def search(model, extras: np.ndarray, best, n: int, k: int, temperature: float, 
     return out
 
 
+class _LineScorer:
+    """Chooses each frame's candidate (`_line_scores`), less PARALLEL_COST for each parallel fifth or
+    octave its outer voices make, counted on from the frames already chosen."""
+
+    def __init__(self, line_frames: np.ndarray, voice: str):
+        self.line_frames, self.voice, self.previous = line_frames, voice, None
+
+    def __call__(self, frame: int, candidates: np.ndarray) -> int:
+        line = self.line_frames[frame]
+        scores = _line_scores(candidates, line, self.voice)
+        pairs = [outer_pairs(c[0], line, self.voice) for c in candidates]
+        chains = [([self.previous] if self.previous else []) + p for p in pairs]
+        scores = scores - PARALLEL_COST * np.array([parallel_perfect(c)[0] for c in chains])
+        best = int(np.argmax(scores))
+        if pairs[best]:
+            self.previous = pairs[best][-1]
+        return best
+
+
+def outer_pairs(frame: np.ndarray, line: np.ndarray, voice: str) -> list:
+    """[(top, bass)] keys at each onset of the line in one frame (2, 88, T): the line and the
+    candidate's lowest (highest, for a bass line) key sounding beyond it then."""
+    pairs = []
+    for key, step in zip(*np.nonzero(line[ONSET])):
+        sounding = np.flatnonzero(frame[SOUNDING, :, step])
+        other = sounding[sounding < key] if voice == "top" else sounding[sounding > key]
+        if len(other):
+            pairs.append((int(key), int(other.min())) if voice == "top" else (int(other.max()), int(key)))
+    return pairs
+
+
 def _best(candidates: np.ndarray, line: np.ndarray, voice: str) -> int:
-    """Index of the candidate frame (k, 1, 2, 88, T) that strikes the line's notes (its onsets in
-    `line` (2, 88, T), one step either way) with the fewest onsets beyond it."""
+    """Index of the candidate frame that plays the line best (`_line_scores`)."""
+    return int(np.argmax(_line_scores(candidates, line, voice)))
+
+
+def _line_scores(candidates: np.ndarray, line: np.ndarray, voice: str) -> np.ndarray:
+    """(k,) how well each candidate frame (k, 1, 2, 88, T) strikes the line's notes (its onsets in
+    `line` (2, 88, T), one step either way), less ABOVE_COST for each onset beyond it."""
     onsets = candidates[:, 0, ONSET].astype(bool)  # (k, 88, T)
     near = onsets.copy()
     near[..., 1:] |= onsets[..., :-1]
@@ -136,8 +173,7 @@ def _best(candidates: np.ndarray, line: np.ndarray, voice: str) -> int:
     beyond = (keys > edge) if voice == "top" else (keys < edge)
     beyond &= sounding.any(axis=0)[None, :]
     extra = (onsets & beyond[None]).sum(axis=(1, 2))
-    score = hits - ABOVE_COST * extra
-    return int(np.argmax(score))
+    return hits - ABOVE_COST * extra
 
 
 def _around(notes: Notes, line: Notes, voice: str) -> Notes:

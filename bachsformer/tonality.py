@@ -196,3 +196,23 @@ def ends_on_tonic(pitch, start, end, key: int, min_final_beats: float = 0.0) -> 
     bass = lowest_sounding(pitch, start, end, window)
     return (chord_root(pitch, start, end, window) == tonic(key) and bass is not None and bass % PITCH_CLASSES == tonic(key)
             and float(end.max()) - last >= min_final_beats)
+
+
+PERFECT = (0, 7)  # unisons and octaves, fifths: interval classes in semitones modulo 12
+
+
+def is_parallel_perfect(before: tuple, after: tuple) -> bool:
+    """Whether outer voices (top, bass) move from `before` to `after` the same way, both moving,
+    from a perfect fifth or octave (unison, compound intervals included) to the same interval."""
+    (top0, bass0), (top1, bass1) = before, after
+    if top0 == top1 or bass0 == bass1 or (top1 > top0) != (bass1 > bass0):
+        return False
+    interval = (top0 - bass0) % 12
+    return interval == (top1 - bass1) % 12 and interval in PERFECT and top0 != bass0
+
+
+def parallel_perfect(pairs: list) -> tuple:
+    """(parallel fifths and octaves, steps where both voices move the same way) along outer-voice
+    pairs [(top, bass), ...]."""
+    similar = sum(1 for (t0, b0), (t1, b1) in zip(pairs, pairs[1:]) if t0 != t1 and b0 != b1 and (t1 > t0) == (b1 > b0))
+    return sum(is_parallel_perfect(a, b) for a, b in zip(pairs, pairs[1:])), similar

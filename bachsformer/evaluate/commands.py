@@ -39,6 +39,7 @@ from .discriminate import add_discriminate_command
 from .form import form_of
 from .keys import add_keys_command
 from .prompts import add_prompts_command
+from .harmonisation import add_harmonise_command
 from .regeneration import add_regenerate_command
 from .form import summarise as summarise_form
 from .music_stats import compare, real_music_yardstick
@@ -399,6 +400,7 @@ def build_parser() -> CommandParser:
     add_prompts_command(commands, BUNDLED_CHECKPOINTS)
     add_discriminate_command(commands)
     add_regenerate_command(commands, BUNDLED_CHECKPOINTS)
+    add_harmonise_command(commands, BUNDLED_CHECKPOINTS)
     return parser
 
 

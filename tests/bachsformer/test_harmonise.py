@@ -149,3 +149,20 @@ def test_repitching_takes_the_nearest_written_pitch_once_per_onset():
     notes = _as_notes([N(72, 0, 1), N(60, 0, 1), N(64, 1, 2)])
     written = _as_notes([N(71, 0, 1), N(70, 0, 1), N(55, 0, 2)])
     assert repitched(notes, written).tolist() == [71, 55, 55]  # 60 takes the next free; at beat 1 55 sounds
+
+
+def test_the_search_avoids_parallel_fifths_under_the_line():
+    from bachsformer.harmonise import _LineScorer
+    lines = np.zeros((2, 2, 88, 24), dtype=np.uint8)
+    for frame, key in ((0, 46), (1, 48)):  # the line steps up a tone, G4 to A4 (key k is MIDI 21 + k)
+        lines[frame, 0, key, 0] = 1
+        lines[frame, 1, key, :] = 1
+    scorer = _LineScorer(lines, "top")
+    first = np.zeros((1, 1, 2, 88, 24), dtype=np.uint8)
+    first[0, 0, :, 46, 0] = first[0, 0, 1, 39, :] = first[0, 0, 0, 39, 0] = 1  # G4 over C4: a fifth
+    assert scorer(0, first) == 0
+    second = np.zeros((2, 1, 2, 88, 24), dtype=np.uint8)
+    for row, bass in ((0, 41), (1, 36)):  # A4 over D4: parallel fifths; over A3: contrary motion
+        second[row, 0, :, 48, 0] = 1
+        second[row, 0, 1, bass, :] = second[row, 0, 0, bass, 0] = 1
+    assert scorer(1, second) == 1
