@@ -303,23 +303,26 @@ class Bachsformer:
             return self._extras(len(frames), slots[frames], progress[frames], keys[:, frames], bars[frames],
                                 4 * SECTION_BARS, key)
 
+        # Each half: the first of `candidates` in the key asked for, then its closing bars drawn again
+        # for the best cadence (`_closing`); a cadence is decided there, so redrawing it is cheap.
         # A as the second statement (section 1), after one silent frame: the piece's start
-        k = options["candidates"]
-        tries = [_candidate_seed(s, j) for s in seeds for j in range(k)]  # each sample's candidates together
-        silence = self._silence()[None].reshape(1, -1).expand(len(tries), -1)
-        a = self._sample(silence, per_section, _repeat_rows(extras(np.arange(per_section - 1, 2 * per_section)), k),
-                         tries, options)
+        k, per = options["candidates"], self.indices_per_frame
+        silence = self._silence()[None].reshape(1, -1)
+        a_extras = extras(np.arange(per_section - 1, 2 * per_section))
         last_bar = float((SECTION_BARS - 1) * num * 4 / den)
         in_key = lambda p, s, e: estimate_key(p, s, e) == key  # noqa: E731
         a_checks = [lambda p, s, e: closes_on_i_or_v(p, s, e, key, last_bar), in_key]
-        a = self._first(a, k, a_checks)
+        a = self._choose(lambda rows, j: self._sample(silence.expand(len(rows), -1), per_section, _rows(a_extras, rows),
+                                                      [_candidate_seed(seeds[r], j) for r in rows], options),
+                         k, [in_key], len(seeds))
         a = self._closing(a, per_section, per_section, round(num * 4 / den), a_checks, seeds, extras, options)
         # B as the last statement (section 3), after A's closing bars where B's first statement ends
-        context = min(per_section, self.transformer.config.block_size // self.indices_per_frame)
-        b = self._sample(a[:, -context * self.indices_per_frame:].repeat_interleave(k, dim=0), per_section,
-                         _repeat_rows(extras(np.arange(3 * per_section - context, 4 * per_section)), k), tries, options)
+        context = min(per_section, self.transformer.config.block_size // per)
+        b_extras = extras(np.arange(3 * per_section - context, 4 * per_section))
         b_checks = [lambda p, s, e: on_tonic_chord(p, s, e, key, last_bar), in_key]
-        b = self._first(b, k, b_checks)
+        b = self._choose(lambda rows, j: self._sample(a[rows, -context * per:], per_section, _rows(b_extras, rows),
+                                                      [_candidate_seed(seeds[r], j) for r in rows], options),
+                         k, [in_key], len(seeds))
         b = self._closing(b, 3 * per_section, per_section, round(num * 4 / den), b_checks, seeds, extras, options)
         tokens = torch.cat([a, a, b, b], dim=1)  # (S, 4 * per_section * 16)
         decoded = self._decode(tokens.reshape(len(seeds), 4 * per_section, self.indices_per_frame), None)
@@ -328,17 +331,34 @@ class Bachsformer:
         new = torch.cat([a, b], dim=1).cpu().numpy()
         return decoded, new, signatures, [(0.0, float(bpm))], 0, [None] * len(seeds), 0.0
 
-    def _first(self, tokens: torch.Tensor, k: int, checks: list) -> torch.Tensor:
-        """(S, n): of each sample's k candidates (S * k, n), the first that passes the most of
-        `checks` (callables of pitch, start and end, the more important first)."""
+    def _choose(self, draw, k: int, checks: list, n: int) -> torch.Tensor:
+        """(n, T): for each of n samples, the first of its candidates 0..k-1 that passes the most of
+        `checks` (callables of pitch, start and end, the more important first). `draw(rows, j)`
+        writes candidate j of those samples; a sample whose candidate passes every check has no
+        later one drawn, so choosing costs little where the model gets it right at once."""
+        best = draw(list(range(n)), 0)
+        scores = self._scores(best, checks)
+        for j in range(1, k):
+            rows = [r for r in range(n) if not all(scores[r])]
+            if not rows:
+                break
+            drawn = draw(rows, j)
+            for r, tokens, score in zip(rows, drawn, self._scores(drawn, checks)):
+                if score > scores[r]:
+                    best[r], scores[r] = tokens, score
+        return best
+
+    def _scores(self, tokens: torch.Tensor, checks: list) -> list:
+        """[(check, ...) as bools] of each row of codes (S, n), decoded."""
         frames = self.vae.decode_pieces(tokens.reshape(len(tokens), -1, self.indices_per_frame), chunk=DECODE_CHUNK)
-        chosen = []
-        for sample in range(len(tokens) // k):
-            rows = range(sample * k, (sample + 1) * k)
-            notes = [roll_to_notes(frames_to_roll(frames[row]), self.grid.steps_per_quarter) for row in rows]
-            passed = [tuple(check(n.pitch, n.start, n.end) for check in checks) for n in notes]
-            chosen.append(rows[max(range(k), key=lambda j: (passed[j], -j))])
-        return tokens[chosen]
+        notes = [roll_to_notes(frames_to_roll(f), self.grid.steps_per_quarter) for f in frames]
+        return [tuple(check(n.pitch, n.start, n.end) for check in checks) for n in notes]
+
+    def _first(self, tokens: torch.Tensor, k: int, checks: list) -> torch.Tensor:
+        """(S, n): of each sample's k candidates (S * k, n), the first that passes the most of `checks`."""
+        passed = self._scores(tokens, checks)
+        return tokens[[sample * k + max(range(k), key=lambda j: (passed[sample * k + j], -j))
+                       for sample in range(len(tokens) // k)]]
 
     def _closing(self, section: torch.Tensor, first_frame: int, per_section: int, frames_per_bar: int, checks: list,
                  seeds: list, extras, options: dict) -> torch.Tensor:
@@ -346,18 +366,21 @@ class Bachsformer:
         bars drawn again CLOSING_DRAWS x `candidates` times, after its own earlier bars, and the best close kept
         (the one already written first among equals): a half's cadence is where it is heard."""
         k, per = CLOSING_DRAWS * options["candidates"], self.indices_per_frame
-        tail = min(per_section - 1, CLOSING_BARS * frames_per_bar)
-        if k < 2 or tail < 1:
+        tail = min(per_section - 1, CLOSING_BARS * frames_per_bar, self.transformer.config.block_size // per - 1)
+        rows = [r for r, score in enumerate(self._scores(section, checks)) if not all(score)]
+        if k < 2 or tail < 1 or not rows:
             return section
         kept = per_section - tail
         context = min(kept, self.transformer.config.block_size // per - tail)
         positions = np.arange(first_frame + kept - context, first_frame + per_section)
-        tries = [_candidate_seed(s, CLOSING_SALT + j) for s in seeds for j in range(k)]
-        tails = self._sample(section[:, (kept - context) * per:kept * per].repeat_interleave(k, dim=0), tail,
-                             _repeat_rows(extras(positions), k), tries, options)
-        redrawn = torch.cat([section[:, :kept * per].repeat_interleave(k, dim=0), tails], dim=1)
-        candidates = torch.cat([section[:, None], redrawn.view(len(section), k, -1)], dim=1).flatten(0, 1)
-        return self._first(candidates, k + 1, checks)
+        tries = [_candidate_seed(seeds[r], CLOSING_SALT + j) for r in rows for j in range(k)]
+        tails = self._sample(section[rows, (kept - context) * per:kept * per].repeat_interleave(k, dim=0), tail,
+                             _repeat_rows(_rows(extras(positions), rows), k), tries, options)
+        redrawn = torch.cat([section[rows, :kept * per].repeat_interleave(k, dim=0), tails], dim=1)
+        candidates = torch.cat([section[rows, None], redrawn.view(len(rows), k, -1)], dim=1).flatten(0, 1)
+        section = section.clone()
+        section[rows] = self._first(candidates, k + 1, checks)
+        return section
 
     def _through(self, seeds: list, bars: int, meter, bpm, prompt, prompt_bars, key, key_plan, options) -> tuple:
         """`bars` bars straight on, after the prompt's last `prompt_bars` bars if there is a prompt."""
@@ -455,6 +478,10 @@ def parse_meter(text: str) -> tuple:
 def _candidate_seed(seed: int, j: int) -> int:
     """The seed of a sample's j-th candidate: the sample's own first, so one candidate is the plain piece."""
     return seed if j == 0 else (seed * 1_000_003 + j) % 2**63
+
+
+def _rows(extras: torch.Tensor | None, rows: list) -> torch.Tensor | None:
+    return None if extras is None else extras[rows]
 
 
 def _repeat_rows(extras: torch.Tensor | None, k: int) -> torch.Tensor | None:
