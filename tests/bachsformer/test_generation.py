@@ -394,3 +394,18 @@ def test_bars_imply_a_through_composed_piece_and_binary_refuses_them(tiny_plan_p
     assert generate.main(base + ["--key-guidance", "0.5", "--out", str(tmp_path / "c")]) == 2
     assert "--key-guidance needs a model with the transposition input" in capsys.readouterr().err
 
+
+
+def test_candidates_are_drawn_until_one_passes_and_the_best_first_is_kept(plan_model, monkeypatch):
+    # each candidate's codes begin with its own check results, which the stand-in scorer reads back
+    results = {0: [(1, 1)], 1: [(0, 1), (1, 0), (1, 1), (0, 0)], 2: [(0, 1), (1, 0), (0, 0), (1, 0)]}
+    drawn = []
+
+    def draw(rows, j):
+        drawn.append((list(rows), j))
+        return torch.tensor([[*results[r][j], r, j] for r in rows])
+
+    monkeypatch.setattr(plan_model, "_scores", lambda tokens, checks: [tuple(bool(x) for x in row[:2]) for row in tokens.tolist()])
+    chosen = plan_model._choose(draw, 4, [None, None], 3)
+    assert [row[3] for row in chosen.tolist()] == [0, 2, 1]  # candidate kept per sample
+    assert drawn == [([0, 1, 2], 0), ([1, 2], 1), ([1, 2], 2), ([2], 3)]  # sample 0 passed at once
