@@ -19,21 +19,34 @@ def _in_beats(midi) -> tuple:
     """(pitch, start, end) of every note in beats, and the time signatures as (beat, num, den)."""
     to_beats = lambda seconds: midi.time_to_tick(seconds) / midi.resolution  # noqa: E731
     notes = [n for instrument in midi.instruments if not instrument.is_drum for n in instrument.notes]
+    return (*_arrays(notes, to_beats), [(to_beats(ts.time), ts.numerator, ts.denominator)
+                                        for ts in midi.time_signature_changes] or [(0.0, 4, 4)])
+
+
+def _given(midi) -> np.ndarray:
+    """Per note (in `_in_beats` order): whether it came from the user's file, beside bachsformer's own
+    track (regenerated bars, a harmonisation)."""
+    tracks = [i for i in midi.instruments if not i.is_drum]
+    mixed = len(tracks) > 1 and any(i.name == "bachsformer" for i in tracks)
+    return np.array([mixed and i.name != "bachsformer" for i in tracks for _ in i.notes], dtype=bool)
+
+
+def _arrays(notes, to_beats) -> tuple:
     pitch = np.array([n.pitch for n in notes], dtype=np.int64)
     start = np.array([to_beats(n.start) for n in notes])
     end = np.array([to_beats(n.end) for n in notes])
-    meters = [(to_beats(ts.time), ts.numerator, ts.denominator) for ts in midi.time_signature_changes]
-    return pitch, start, end, meters or [(0.0, 4, 4)]
+    return pitch, start, end
 
 
 def piano_roll_png(midi, path, title: str = "", prompt_beats: float = 0.0) -> None:
-    """Draw `midi` (a PrettyMIDI) to `path`: the prompt's notes (before `prompt_beats`) in blue,
-    the model's in red, BARS_PER_SYSTEM bars to a line."""
+    """Draw `midi` (a PrettyMIDI) to `path`: the given notes (a prompt's, before `prompt_beats`, or
+    those kept from a user's file) in blue, the model's in red, BARS_PER_SYSTEM bars to a line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     pitch, start, end, meters = _in_beats(midi)
+    given = _given(midi) | (start < prompt_beats)
     last = float(end.max()) if len(end) else 1.0
     bars = bar_lines(meters, last)
     systems = [bars[i:i + BARS_PER_SYSTEM + 1] for i in range(0, len(bars), BARS_PER_SYSTEM)]
@@ -43,7 +56,7 @@ def piano_roll_png(midi, path, title: str = "", prompt_beats: float = 0.0) -> No
         left = lines[0]
         right = lines[-1] if len(lines) > BARS_PER_SYSTEM else max(last, lines[-1] + (lines[-1] - lines[-2] if len(lines) > 1 else 4))
         shown = (end > left) & (start < right)
-        for colour, part in ((PROMPT_COLOUR, start < prompt_beats), (MODEL_COLOUR, start >= prompt_beats)):
+        for colour, part in ((PROMPT_COLOUR, given), (MODEL_COLOUR, ~given)):
             keep = shown & part
             ax.barh(pitch[keep], end[keep] - start[keep], left=start[keep], height=0.8, color=colour,
                     edgecolor="black", linewidth=0.3)
