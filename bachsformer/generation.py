@@ -44,7 +44,8 @@ KEY_CONTRASTS = (2, -2)
 DECODE_CHUNK = 64  # frames decoded at once; bounds the decoder's memory on long pieces
 CLOSING_BARS = 2  # a half's closing bars, drawn again among candidates for the best cadence
 CLOSING_SALT = 1_000  # candidate numbers of the redrawn closes, apart from the halves' own
-CLOSING_DRAWS = 2  # closes drawn per candidate of a half: short, so cheap, and where a cadence is decided
+CLOSING_DRAWS = 2  # closes drawn per candidate of a half in each round: short, so cheap
+CLOSING_ROUNDS = 3  # rounds of closes drawn while a half still has no right cadence
 
 
 @dataclass
@@ -363,23 +364,30 @@ class Bachsformer:
     def _closing(self, section: torch.Tensor, first_frame: int, per_section: int, frames_per_bar: int, checks: list,
                  seeds: list, extras, options: dict) -> torch.Tensor:
         """(S, n) `section` (placed at frame `first_frame` of the piece) with its last CLOSING_BARS
-        bars drawn again CLOSING_DRAWS x `candidates` times, after its own earlier bars, and the best close kept
-        (the one already written first among equals): a half's cadence is where it is heard."""
+        bars drawn again, after its own earlier bars, until a close passes every check: up to
+        CLOSING_ROUNDS rounds of CLOSING_DRAWS x `candidates` closes for the samples still without one,
+        the best kept (the one already written first among equals): a half's cadence is where it is
+        heard, and a close costs a few bars where a half costs sixteen."""
         k, per = CLOSING_DRAWS * options["candidates"], self.indices_per_frame
         tail = min(per_section - 1, CLOSING_BARS * frames_per_bar, self.transformer.config.block_size // per - 1)
-        rows = [r for r, score in enumerate(self._scores(section, checks)) if not all(score)]
-        if k < 2 or tail < 1 or not rows:
+        if k < 2 or tail < 1:
             return section
         kept = per_section - tail
         context = min(kept, self.transformer.config.block_size // per - tail)
         positions = np.arange(first_frame + kept - context, first_frame + per_section)
-        tries = [_candidate_seed(seeds[r], CLOSING_SALT + j) for r in rows for j in range(k)]
-        tails = self._sample(section[rows, (kept - context) * per:kept * per].repeat_interleave(k, dim=0), tail,
-                             _repeat_rows(_rows(extras(positions), rows), k), tries, options)
-        redrawn = torch.cat([section[rows, :kept * per].repeat_interleave(k, dim=0), tails], dim=1)
-        candidates = torch.cat([section[rows, None], redrawn.view(len(rows), k, -1)], dim=1).flatten(0, 1)
-        section = section.clone()
-        section[rows] = self._first(candidates, k + 1, checks)
+        section, scores = section.clone(), self._scores(section, checks)
+        for round_ in range(CLOSING_ROUNDS):
+            rows = [r for r, score in enumerate(scores) if not all(score)]
+            if not rows:
+                break
+            tries = [_candidate_seed(seeds[r], CLOSING_SALT * (round_ + 1) + j) for r in rows for j in range(k)]
+            tails = self._sample(section[rows, (kept - context) * per:kept * per].repeat_interleave(k, dim=0), tail,
+                                 _repeat_rows(_rows(extras(positions), rows), k), tries, options)
+            redrawn = torch.cat([section[rows, :kept * per].repeat_interleave(k, dim=0), tails], dim=1)
+            candidates = torch.cat([section[rows, None], redrawn.view(len(rows), k, -1)], dim=1).flatten(0, 1)
+            section[rows] = self._first(candidates, k + 1, checks)
+            for r, score in zip(rows, self._scores(section[rows], checks)):
+                scores[r] = score
         return section
 
     def _through(self, seeds: list, bars: int, meter, bpm, prompt, prompt_bars, key, key_plan, options) -> tuple:
