@@ -312,19 +312,19 @@ class Bachsformer:
         a_extras = extras(np.arange(per_section - 1, 2 * per_section))
         last_bar = float((SECTION_BARS - 1) * num * 4 / den)
         in_key = lambda p, s, e: estimate_key(p, s, e) == key  # noqa: E731
-        a_checks = [lambda p, s, e: closes_on_i_or_v(p, s, e, key, last_bar), in_key]
+        a_closes = lambda p, s, e: closes_on_i_or_v(p, s, e, key, last_bar)  # noqa: E731
         a = self._choose(lambda rows, j: self._sample(silence.expand(len(rows), -1), per_section, _rows(a_extras, rows),
                                                       [_candidate_seed(seeds[r], j) for r in rows], options),
                          k, [in_key], len(seeds))
-        a = self._closing(a, per_section, per_section, round(num * 4 / den), a_checks, seeds, extras, options)
+        a = self._closing(a, per_section, per_section, round(num * 4 / den), [a_closes], seeds, extras, options)
         # B as the last statement (section 3), after A's closing bars where B's first statement ends
         context = min(per_section, self.transformer.config.block_size // per)
         b_extras = extras(np.arange(3 * per_section - context, 4 * per_section))
-        b_checks = [lambda p, s, e: on_tonic_chord(p, s, e, key, last_bar), in_key]
+        b_closes = lambda p, s, e: on_tonic_chord(p, s, e, key, last_bar)  # noqa: E731
         b = self._choose(lambda rows, j: self._sample(a[rows, -context * per:], per_section, _rows(b_extras, rows),
                                                       [_candidate_seed(seeds[r], j) for r in rows], options),
                          k, [in_key], len(seeds))
-        b = self._closing(b, 3 * per_section, per_section, round(num * 4 / den), b_checks, seeds, extras, options)
+        b = self._closing(b, 3 * per_section, per_section, round(num * 4 / den), [b_closes], seeds, extras, options)
         tokens = torch.cat([a, a, b, b], dim=1)  # (S, 4 * per_section * 16)
         decoded = self._decode(tokens.reshape(len(seeds), 4 * per_section, self.indices_per_frame), None)
         for frames in decoded:  # the piece ends on its last bar's downbeat chord, held
@@ -349,15 +349,18 @@ class Bachsformer:
                     best[r], scores[r] = tokens, score
         return best
 
-    def _scores(self, tokens: torch.Tensor, checks: list) -> list:
-        """[(check, ...) as bools] of each row of codes (S, n), decoded."""
-        frames = self.vae.decode_pieces(tokens.reshape(len(tokens), -1, self.indices_per_frame), chunk=DECODE_CHUNK)
-        notes = [roll_to_notes(frames_to_roll(f), self.grid.steps_per_quarter) for f in frames]
+    def _scores(self, tokens: torch.Tensor, checks: list, last_frames: int | None = None) -> list:
+        """[(check, ...) as bools] of each row of codes (S, n), decoded: the whole row, or only its
+        `last_frames` frames (a close), its notes placed where they stand in the row."""
+        frames = tokens.reshape(len(tokens), -1, self.indices_per_frame)
+        skipped = 0 if last_frames is None else max(0, frames.shape[1] - last_frames)
+        decoded = self.vae.decode_pieces(frames[:, skipped:], chunk=DECODE_CHUNK)
+        notes = [roll_to_notes(frames_to_roll(f), self.grid.steps_per_quarter).shifted(skipped) for f in decoded]
         return [tuple(check(n.pitch, n.start, n.end) for check in checks) for n in notes]
 
-    def _first(self, tokens: torch.Tensor, k: int, checks: list) -> torch.Tensor:
+    def _first(self, tokens: torch.Tensor, k: int, checks: list, last_frames: int | None = None) -> torch.Tensor:
         """(S, n): of each sample's k candidates (S * k, n), the first that passes the most of `checks`."""
-        passed = self._scores(tokens, checks)
+        passed = self._scores(tokens, checks, last_frames)
         return tokens[[sample * k + max(range(k), key=lambda j: (passed[sample * k + j], -j))
                        for sample in range(len(tokens) // k)]]
 
@@ -375,7 +378,8 @@ class Bachsformer:
         kept = per_section - tail
         context = min(kept, self.transformer.config.block_size // per - tail)
         positions = np.arange(first_frame + kept - context, first_frame + per_section)
-        section, scores = section.clone(), self._scores(section, checks)
+        heard = tail + CLOSING_BARS * frames_per_bar  # what a cadence check decodes: the close and the bars before
+        section, scores = section.clone(), self._scores(section, checks, heard)
         for round_ in range(CLOSING_ROUNDS):
             rows = [r for r, score in enumerate(scores) if not all(score)]
             if not rows:
@@ -385,8 +389,8 @@ class Bachsformer:
                                  _repeat_rows(_rows(extras(positions), rows), k), tries, options)
             redrawn = torch.cat([section[rows, :kept * per].repeat_interleave(k, dim=0), tails], dim=1)
             candidates = torch.cat([section[rows, None], redrawn.view(len(rows), k, -1)], dim=1).flatten(0, 1)
-            section[rows] = self._first(candidates, k + 1, checks)
-            for r, score in zip(rows, self._scores(section[rows], checks)):
+            section[rows] = self._first(candidates, k + 1, checks, heard)
+            for r, score in zip(rows, self._scores(section[rows], checks, heard)):
                 scores[r] = score
         return section
 
