@@ -46,6 +46,7 @@ CLOSING_BARS = 2  # a half's closing bars, drawn again among candidates for the 
 CLOSING_SALT = 1_000  # candidate numbers of the redrawn closes, apart from the halves' own
 CLOSING_DRAWS = 2  # closes drawn per candidate of a half in each round: short, so cheap
 CLOSING_ROUNDS = 3  # rounds of closes drawn while a half still has no right cadence
+CLOSING_CONTEXT_BARS = 4  # bars a close is drawn after: enough for its phrase, cheap to read in
 
 
 @dataclass
@@ -376,7 +377,7 @@ class Bachsformer:
         if k < 2 or tail < 1:
             return section
         kept = per_section - tail
-        context = min(kept, self.transformer.config.block_size // per - tail)
+        context = min(kept, self.transformer.config.block_size // per - tail, CLOSING_CONTEXT_BARS * frames_per_bar)
         positions = np.arange(first_frame + kept - context, first_frame + per_section)
         heard = tail + CLOSING_BARS * frames_per_bar  # what a cadence check decodes: the close and the bars before
         section, scores = section.clone(), self._scores(section, checks, heard)
