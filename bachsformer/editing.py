@@ -28,6 +28,7 @@ from .tokens import (SLOTS_PER_BEAT, beat_slots, encode, future_first, key_of_fr
                      select_extras, token_extras)
 
 FUTURE_FRAMES = 8  # frames after a gap shown to the model; it trained with 1 to 12
+NEW_TRACK = "bachsformer (new)"  # the track the model's notes join a user's file as
 PAST_FRAMES = 8  # frames before a gap kept in view while its last frames are written
 EPS = 1e-6
 
@@ -181,7 +182,7 @@ def _edited_midi(original: pretty_midi.PrettyMIDI, spans: list, notes: list) -> 
             kept.append(note)
         instrument.notes = kept
     pitched = [i for i in original.instruments if not i.is_drum]
-    track = pretty_midi.Instrument(program=pitched[0].program if pitched else 0, name="bachsformer")
+    track = pretty_midi.Instrument(program=pitched[0].program if pitched else 0, name=NEW_TRACK)
     velocity = int(np.median([n.velocity for i in pitched for n in i.notes])) if pitched else DEFAULT_VELOCITY
     for span in notes:
         for p, s, e in zip(span.pitch.tolist(), span.start.tolist(), span.end.tolist()):

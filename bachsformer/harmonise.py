@@ -23,7 +23,7 @@ from ludovico_vae.frames import (ONSET, QUANTISED_SHARE, SOUNDING, frames_to_rol
 from ludovico_vae.midi import DEFAULT_VELOCITY, LOWEST_PITCH, Notes, beats_of_seconds, parse_midi, read_midi
 from mingpt.model import KVCacheDecoder
 
-from .editing import piece_extras
+from .editing import NEW_TRACK, piece_extras
 from .errors import GenerationError
 from .generation import Generated, fresh_seed
 from .tokens import PIECE_KEY, select_extras
@@ -204,7 +204,7 @@ def _harmonised_midi(original: pretty_midi.PrettyMIDI, notes: Notes, chosen: np.
     midi.instruments = [i for i in midi.instruments if i.notes and not i.is_drum]
     for instrument in midi.instruments:
         instrument.name = instrument.name or "line"
-    track = pretty_midi.Instrument(program=programs[0] if programs else 0, name="bachsformer")
+    track = pretty_midi.Instrument(program=programs[0] if programs else 0, name=NEW_TRACK)
     tick = lambda beat: midi.tick_to_time(int(round(beat * midi.resolution)))  # noqa: E731
     for p, s, e in zip(written.pitch.tolist(), written.start.tolist(), written.end.tolist()):
         if p >= LOWEST_PITCH:

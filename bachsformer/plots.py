@@ -26,9 +26,10 @@ def _in_beats(midi) -> tuple:
 def _given(midi) -> np.ndarray:
     """Per note (in `_in_beats` order): whether it came from the user's file, beside bachsformer's own
     track (regenerated bars, a harmonisation)."""
+    from .editing import NEW_TRACK
     tracks = [i for i in midi.instruments if not i.is_drum]
-    mixed = len(tracks) > 1 and any(i.name == "bachsformer" for i in tracks)
-    return np.array([mixed and i.name != "bachsformer" for i in tracks for _ in i.notes], dtype=bool)
+    mixed = any(i.name == NEW_TRACK for i in tracks)
+    return np.array([mixed and i.name != NEW_TRACK for i in tracks for _ in i.notes], dtype=bool)
 
 
 def _arrays(notes, to_beats) -> tuple:

@@ -13,6 +13,7 @@ import numpy as np
 from ludovico_vae.frames import QUANTISED_SHARE, score_to_piece
 from ludovico_vae.midi import MidiError, bar_lines, beats_of_seconds, read_midi
 
+from ..editing import NEW_TRACK
 from ..errors import BachsformerError, MissingExtraError
 from ..generation import MAX_SEED, Bachsformer, fresh_seed
 from ..paths import BUNDLED_CHECKPOINTS, DEFAULT_STYLE, available_styles
@@ -171,7 +172,7 @@ def render(piece, out_base: Path, title: str) -> Rendered:
 def piano_roll(midi, new_from: float | None = None, length_beats: float = 0.0) -> dict:
     """The notes, bar lines and key of a piece for the page's piano roll, in seconds. A note is
     marked new (1) if it starts at `new_from` or later (a continuation after its prompt), or lies
-    in bachsformer's own track beside the tracks of a user's file (regenerated bars). The bars run
+    in the model's own track beside the tracks of a user's file (`NEW_TRACK`: regenerated bars). The bars run
     to the last note or to `length_beats`, whichever is later (a piece may end in silence)."""
     notes = [(n.pitch, n.start, n.end, number) for number, inst in enumerate(midi.instruments) if not inst.is_drum
              for n in inst.notes]
@@ -184,7 +185,7 @@ def piano_roll(midi, new_from: float | None = None, length_beats: float = 0.0) -
     last_beat = max(float(end.max(initial=1.0)), length_beats)
     bars_beats = bar_lines(signatures, last_beat)
     tracks = [inst.name for inst in midi.instruments if not inst.is_drum]
-    new_track = [i for i, inst in enumerate(midi.instruments) if inst.name == "bachsformer" and len(tracks) > 1]
+    new_track = [i for i, inst in enumerate(midi.instruments) if inst.name == NEW_TRACK]
     return {"notes": [[int(p), round(float(s), 4), round(float(e), 4),
                        int(n in new_track or (new_from is not None and s >= new_from - 1e-6))]
                       for p, s, e, n in zip(pitch.tolist(), start_s.tolist(), end_s.tolist(), [x[3] for x in notes])],

@@ -17,6 +17,7 @@ from ludovico_vae.midi import MidiError, Notes, read_midi
 
 from ..cli import format_table, midi_files, positive_int, progress, relative_label, write_json
 from ..errors import CommandError
+from ..editing import NEW_TRACK
 from ..generation import Bachsformer
 from ..harmonise import line_of
 from ..tonality import estimate_key, key_name, parallel_perfect
@@ -66,7 +67,7 @@ def run_harmonise(args) -> int:
         real = parallel_perfect(outer_voices(line, score.notes))
         for piece in pieces:
             everything = midi_notes(piece.midi)
-            kept = midi_notes(piece.midi, [i.name for i in piece.midi.instruments if i.name != "bachsformer"])
+            kept = midi_notes(piece.midi, [i.name for i in piece.midi.instruments if i.name != NEW_TRACK])
             present = {(int(p), round(float(s), 4), round(float(e), 4)) for p, s, e in zip(kept.pitch, kept.start, kept.end)}
             wanted = {(int(p), round(float(s), 4), round(float(e), 4)) for p, s, e in zip(line.pitch, line.start, line.end)}
             key = estimate_key(everything.pitch, everything.start, everything.end)

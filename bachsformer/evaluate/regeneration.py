@@ -19,6 +19,7 @@ from ludovico_vae.midi import MidiError, Notes, bar_lines, beats_of_seconds, rea
 
 from ..cli import format_table, midi_files, positive_int, progress, relative_label, write_json
 from ..errors import CommandError
+from ..editing import NEW_TRACK
 from ..generation import Bachsformer
 from ..tonality import closely_related, estimate_key, key_name
 from .discriminate import _read_pieces, discriminate
@@ -77,8 +78,8 @@ def measure_piece(model: Bachsformer, path, bars: int, count: int, samples: int,
         pieces = model.regenerate(path, [(first, last)], seed=seed, num_samples=samples)
         seconds.append(time.perf_counter() - t0)
         for piece in pieces:
-            new = midi_notes(piece.midi, ["bachsformer"])
-            kept = midi_notes(piece.midi, [i.name for i in piece.midi.instruments if i.name != "bachsformer"])
+            new = midi_notes(piece.midi, [NEW_TRACK])
+            kept = midi_notes(piece.midi, [i.name for i in piece.midi.instruments if i.name != NEW_TRACK])
             inside = (score.notes.start >= a - 1e-6) & (score.notes.start < b - 1e-6)
             expected = {(int(p), round(s, 4), round(min(e, a) if s < a < e else e, 4))
                         for p, s, e in zip(score.notes.pitch, score.notes.start, score.notes.end)

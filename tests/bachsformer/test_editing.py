@@ -9,7 +9,7 @@ import pretty_midi
 import pytest
 import torch
 
-from bachsformer.editing import bar_spans, parse_bar_range
+from bachsformer.editing import NEW_TRACK, bar_spans, parse_bar_range
 from bachsformer.errors import GenerationError
 from bachsformer.generation import Bachsformer
 from bachsformer.tokens import EXTRA_INPUTS
@@ -40,7 +40,7 @@ def _notes(midi, instruments=None) -> list:
     """(pitch, start beat, end beat) of every note of the named tracks (all but bachsformer's by default)."""
     out = []
     for inst in midi.instruments:
-        if (instruments is None and inst.name != "bachsformer") or (instruments and inst.name in instruments):
+        if (instruments is None and inst.name != NEW_TRACK) or (instruments and inst.name in instruments):
             starts = beats_of_seconds(midi, [n.start for n in inst.notes])
             ends = beats_of_seconds(midi, [n.end for n in inst.notes])
             out += [(n.pitch, float(s), float(e)) for n, s, e in zip(inst.notes, starts, ends)]
@@ -72,14 +72,14 @@ def test_notes_outside_the_bars_are_kept_exactly_and_new_ones_stay_inside(model,
         expected.append((pitch, start, min(cut) if cut else end))
     assert kept == sorted(expected)
     assert (45, 3.0, 6.0) in kept  # the bass held from bar 2 into bar 3 ends at bar 3
-    assert _notes(piece.midi, ["bachsformer"]) == [(60, 6.0, 12.0), (60, 18.0, 21.0)]  # one held note per span
+    assert _notes(piece.midi, [NEW_TRACK]) == [(60, 6.0, 12.0), (60, 18.0, 21.0)]  # one held note per span
 
 
 def test_the_same_seed_writes_the_same_bars_and_sample_i_is_seed_plus_i(model, source):
     one, two = model.regenerate(source, [(2, 3)], seed=5, num_samples=2)
     again = model.regenerate(source, [(2, 3)], seed=6)[0]
     assert one.seed == 5 and two.seed == 6
-    assert np.array_equal(two.tokens, again.tokens) and _notes(two.midi, ["bachsformer"]) == _notes(again.midi, ["bachsformer"])
+    assert np.array_equal(two.tokens, again.tokens) and _notes(two.midi, [NEW_TRACK]) == _notes(again.midi, [NEW_TRACK])
     assert len(one.tokens) == 6 * 16  # bars 2-3 of 3/4: six frames of codes
 
 

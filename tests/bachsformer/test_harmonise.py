@@ -9,6 +9,7 @@ import pretty_midi
 import pytest
 import torch
 
+from bachsformer.editing import NEW_TRACK
 from bachsformer.errors import GenerationError
 from bachsformer.generation import Bachsformer
 from bachsformer.harmonise import _best, line_of
@@ -70,18 +71,18 @@ def _stand_in_decoder(frames_shape):
 def test_the_line_is_kept_exactly_and_the_new_voices_stay_below_it(model, chorale, monkeypatch):
     monkeypatch.setattr(model.vae, "decode_pieces", _stand_in_decoder(model.grid.frame_shape))
     piece = model.harmonise(chorale, "top", seed=0)[0]
-    kept = _notes(piece.midi, {"line", "chorale.mid"} | {i.name for i in piece.midi.instruments if i.name != "bachsformer"})
+    kept = _notes(piece.midi, {"line", "chorale.mid"} | {i.name for i in piece.midi.instruments if i.name != NEW_TRACK})
     assert kept == sorted((n.pitch, float(n.start), float(n.end)) for n in SOPRANO)
-    new = _notes(piece.midi, {"bachsformer"})
+    new = _notes(piece.midi, {NEW_TRACK})
     assert new and all(p == 48 for p, _, _ in new)  # C6 (84) is above the line: left out; C3 (48) kept
 
 
 def test_a_bass_line_is_harmonised_above(model, chorale, monkeypatch):
     monkeypatch.setattr(model.vae, "decode_pieces", _stand_in_decoder(model.grid.frame_shape))
     piece = model.harmonise(chorale, "bottom", seed=0)[0]
-    kept = _notes(piece.midi, {i.name for i in piece.midi.instruments if i.name != "bachsformer"})
+    kept = _notes(piece.midi, {i.name for i in piece.midi.instruments if i.name != NEW_TRACK})
     assert kept == sorted((n.pitch, float(n.start), float(n.end)) for n in BASS)
-    new = _notes(piece.midi, {"bachsformer"})
+    new = _notes(piece.midi, {NEW_TRACK})
     sounding = lambda beat: [n.pitch for n in BASS if n.start <= beat < n.end]  # noqa: E731
     assert new and all(p > max(sounding(s)) for p, s, _ in new)  # above the bass wherever it sounds
     assert {p for p, _, _ in new} == {48, 84}  # C3 above the G1 of beats 0-4, not above C3 or D3 later
