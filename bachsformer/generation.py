@@ -66,10 +66,11 @@ class Generated:
         with atomic_write(path) as f:
             self.midi.write(f)
 
-    def to_wav(self, path, soundfont=None) -> None:
-        """Render stereo audio (TinySoundFont or FluidSynth; see `bachsformer.audio`)."""
-        from .audio import write_wav
-        write_wav(self.midi, path, soundfont)
+    def to_wav(self, path, soundfont=None, sample_rate: int | None = None) -> None:
+        """Render stereo audio through the SoundFont player (see `bachsformer.audio`), at 44,100 Hz
+        unless `sample_rate` says otherwise."""
+        from .audio import SAMPLE_RATE, write_wav
+        write_wav(self.midi, path, soundfont, sample_rate or SAMPLE_RATE)
 
     def to_musicxml(self, path, title: str | None = None) -> None:
         """Write the score as MusicXML: two staves, bars, key and time signature (see `bachsformer.score`)."""

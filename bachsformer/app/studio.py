@@ -26,6 +26,7 @@ MAX_BARS = 64  # a request writes at most this many bars
 MAX_UPLOAD_BYTES = 2_000_000
 INSTRUMENTS = {"Harpsichord": 6, "Piano": 0, "Organ": 19, "Strings": 48, "Guitar": 24, "Marimba": 12, "Flute": 73}
 TEMPERATURES = (0.1, 2.0)
+APP_SAMPLE_RATE = 22050  # the page's audio: half the rendering and the transfer of CD rate
 BPMS = (20.0, 300.0)
 
 
@@ -146,11 +147,22 @@ class Studio:
 
 
 def render(piece, out_base: Path, title: str) -> Rendered:
-    """Write the piece's MIDI, WAV and MusicXML beside `out_base` and engrave its score."""
+    """Write the piece's MIDI, WAV and MusicXML beside `out_base` and engrave its score; the audio is
+    rendered while the score is engraved."""
     from ..score import engrave, musicxml_text
-    files, notes = {}, []
+    files, notes, failures = {}, [], []
     files["midi"] = out_base.with_suffix(".mid")
     piece.write(files["midi"])
+    files["wav"] = out_base.with_suffix(".wav")
+
+    def audio():
+        try:
+            piece.to_wav(files["wav"], sample_rate=APP_SAMPLE_RATE)
+        except BachsformerError as e:
+            failures.append(str(e))
+
+    rendering = threading.Thread(target=audio, name="audio")
+    rendering.start()
     xml = musicxml_text(piece.midi, title)
     files["musicxml"] = out_base.with_suffix(".musicxml")
     files["musicxml"].write_text(xml)
@@ -159,12 +171,10 @@ def render(piece, out_base: Path, title: str) -> Rendered:
         svg, timemap = engrave(xml)
     except MissingExtraError as e:
         notes.append(str(e))
-    try:
-        files["wav"] = out_base.with_suffix(".wav")
-        piece.to_wav(files["wav"])
-    except BachsformerError as e:
+    rendering.join()
+    if failures:
         files.pop("wav")
-        notes.append(str(e))
+        notes += failures
     new_from = piece.midi.tick_to_time(int(round(piece.prompt_beats * piece.midi.resolution))) if piece.prompt_beats else None
     return Rendered(piece.seed, title, files, svg, timemap, piano_roll(piece.midi, new_from, len(piece.frames)), notes)
 
