@@ -33,6 +33,18 @@ PAST_FRAMES = 8  # frames before a gap kept in view while its last frames are wr
 EPS = 1e-6
 
 
+def read_own_piece(model, source) -> tuple:
+    """(path, Score, Piece) of a user's MIDI file on the model's grid; a performance (not quantised)
+    is refused by name, since its bars and onsets cannot be kept on the grid."""
+    path = Path(source)
+    score = read_midi(path)
+    piece = score_to_piece(score, model.grid)
+    if piece.stats["onsets_near_grid"] < QUANTISED_SHARE:
+        raise GenerationError(f"{path}: a performance, not a score: only {100 * piece.stats['onsets_near_grid']:.0f}% "
+                              "of its onsets lie near the beat grid (quantise it first)")
+    return path, score, piece
+
+
 def parse_bar_range(text: str) -> tuple:
     """ "5:8" -> (5, 8); "5" -> (5, 5). Bars count from 1; both ends are included."""
     parts = text.split(":")
@@ -49,12 +61,7 @@ def regenerate(model, source, ranges, seed: int | None = None, num_samples: int 
                top_k: int | None = None, top_p: float | None = None) -> list:
     """`num_samples` versions of the MIDI file `source` with the bars of each `(first, last)` of
     `ranges` written anew (bars from 1, both included), as `Generated`; sample i is seed + i's."""
-    path = Path(source)
-    score = read_midi(path)
-    piece = score_to_piece(score, model.grid)
-    if piece.stats["onsets_near_grid"] < QUANTISED_SHARE:
-        raise GenerationError(f"{path}: a performance, not a score: only {100 * piece.stats['onsets_near_grid']:.0f}% "
-                              "of its onsets lie near the beat grid (quantise it first)")
+    path, score, piece = read_own_piece(model, source)
     end_beat = len(piece) - piece.lead_in
     meters = {(num, den) for _, num, den in score.time_signatures}
     too_long = [f"{n}/{d}" for n, d in sorted(meters) if n * 4 / d * SLOTS_PER_BEAT > model.n_slots]

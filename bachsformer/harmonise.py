@@ -12,18 +12,17 @@ line stays the top (or bottom) voice, and the line itself is written exactly as 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pretty_midi
 import torch
 
-from ludovico_vae.frames import (ONSET, QUANTISED_SHARE, SOUNDING, frames_to_roll, notes_to_roll, roll_to_frames,
-                                 roll_to_notes, score_to_piece)
-from ludovico_vae.midi import DEFAULT_VELOCITY, LOWEST_PITCH, Notes, beats_of_seconds, parse_midi, read_midi
+from ludovico_vae.frames import (ONSET, SOUNDING, frames_to_roll, notes_to_roll, roll_to_frames,
+                                 roll_to_notes)
+from ludovico_vae.midi import DEFAULT_VELOCITY, LOWEST_PITCH, Notes, beats_of_seconds, parse_midi
 from mingpt.model import KVCacheDecoder
 
-from .editing import NEW_TRACK, piece_extras
+from .editing import NEW_TRACK, piece_extras, read_own_piece
 from .errors import GenerationError
 from .generation import Generated, fresh_seed
 from .tokens import PIECE_KEY, select_extras
@@ -57,16 +56,11 @@ def harmonise(model, source, voice: str = "top", seed: int | None = None, num_sa
               temperature: float = 1.0, candidates: int = DEFAULT_CANDIDATES) -> list:
     """`num_samples` harmonisations of the top or bottom line of the MIDI file `source`, as
     `Generated` (sample i is seed + i's)."""
-    path = Path(source)
     if voice not in VOICES:
         raise GenerationError(f"voice must be top or bottom, got {voice!r}")
     if not isinstance(candidates, int) or candidates < 1:
         raise GenerationError(f"candidates must be a positive integer, got {candidates!r}")
-    score = read_midi(path)
-    piece = score_to_piece(score, model.grid)
-    if piece.stats["onsets_near_grid"] < QUANTISED_SHARE:
-        raise GenerationError(f"{path}: a performance, not a score: only {100 * piece.stats['onsets_near_grid']:.0f}% "
-                              "of its onsets lie near the beat grid (quantise it first)")
+    path, score, piece = read_own_piece(model, source)
     chosen = line_of(score.notes, voice)
     line = score.notes.select(chosen)
     key = estimate_key(line.pitch, line.start, line.end)

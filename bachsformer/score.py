@@ -16,7 +16,7 @@ from ludovico_vae.files import atomic_write
 from ludovico_vae.midi import bar_lines, beats_of_seconds
 
 from .errors import MissingExtraError
-from .tonality import estimate_key, fifths, is_minor, tonic
+from .tonality import estimate_key, fifths, is_minor
 
 SPLIT_PITCH = 60  # middle C and above on the upper staff, the rest on the lower
 DIVISIONS = 48  # per quarter note: the frame grid's 24 steps, and 64th-note triplets, are whole numbers

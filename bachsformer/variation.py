@@ -9,15 +9,14 @@ there (else one it holds), the nearest to the note's own pitch, so voices keep t
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ludovico_vae.frames import ONSET, QUANTISED_SHARE, frames_to_roll, notes_to_roll, roll_to_frames, roll_to_notes, score_to_piece
-from ludovico_vae.midi import Notes, beats_of_seconds, parse_midi, read_midi
+from ludovico_vae.frames import ONSET, frames_to_roll, notes_to_roll, roll_to_frames, roll_to_notes
+from ludovico_vae.midi import Notes, beats_of_seconds, parse_midi
 
-from .editing import piece_extras
+from .editing import piece_extras, read_own_piece
 from .errors import GenerationError
 from .generation import Generated, fresh_seed
 from .harmonise import DEFAULT_CANDIDATES, harmonise, search
@@ -33,12 +32,7 @@ def variation(model, source, keep: str = "rhythm", seed: int | None = None, num_
         raise GenerationError(f"keep must be rhythm or bass, got {keep!r}")
     if keep == "bass":
         return harmonise(model, source, "bottom", seed, num_samples, temperature, candidates)
-    path = Path(source)
-    score = read_midi(path)
-    piece = score_to_piece(score, model.grid)
-    if piece.stats["onsets_near_grid"] < QUANTISED_SHARE:
-        raise GenerationError(f"{path}: a performance, not a score: only {100 * piece.stats['onsets_near_grid']:.0f}% "
-                              "of its onsets lie near the beat grid (quantise it first)")
+    path, score, piece = read_own_piece(model, source)
     steps = model.grid.steps_per_quarter
     onsets = roll_to_frames(notes_to_roll(score.notes.shifted(piece.lead_in), steps, len(piece) * steps),
                             steps)[:len(piece), ONSET].any(axis=1)  # (N, T): steps where the piece strikes

@@ -12,7 +12,6 @@ the frame round trip is a measure (`python -m bachsformer.evaluate roundtrip`).
 from __future__ import annotations
 
 import argparse
-import math
 from dataclasses import asdict
 from pathlib import Path
 

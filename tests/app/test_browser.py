@@ -4,7 +4,6 @@ continues an uploaded file. Skipped, saying why, where Chromium or its driver is
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pretty_midi
 import pytest
