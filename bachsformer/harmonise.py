@@ -63,9 +63,13 @@ def harmonise(model, source, voice: str = "top", seed: int | None = None, num_sa
     path, score, piece = read_own_piece(model, source)
     chosen = line_of(score.notes, voice)
     line = score.notes.select(chosen)
-    key = estimate_key(line.pitch, line.start, line.end)
-    if key is None:
+    if not len(line):
         raise GenerationError(f"{path}: its {voice} line has no notes to harmonise")
+    key = estimate_key(line.pitch, line.start, line.end)  # a line weighing every pitch class alike has none:
+    if key is None:  # then the whole piece's, else the style's
+        key = estimate_key(score.notes.pitch, score.notes.start, score.notes.end)
+    if key is None:
+        key = model.pair.style.key if model.pair.style.key is not None else 7
     steps = model.grid.steps_per_quarter
     roll = notes_to_roll(line.shifted(piece.lead_in), steps, len(piece) * steps)
     line_frames = roll_to_frames(roll, steps)[:len(piece)]  # (N, 2, 88, T)

@@ -63,19 +63,20 @@ def _in_rhythm(candidates: np.ndarray, onsets: np.ndarray) -> int:
 
 def repitched(notes: Notes, written: Notes) -> np.ndarray:
     """A new pitch for each of `notes`: of the `written` notes struck at its onset (else sounding
-    then), the nearest to its own pitch and not yet taken by another note of that onset; its own
-    pitch where the model wrote nothing then."""
+    then), the nearest to its own pitch that no other note holds while it sounds (two notes of one
+    key at once would merge in MIDI and lose the rhythm); its own pitch, or the nearest free one,
+    where the model wrote nothing then."""
     pitches = notes.pitch.copy()
-    for at in np.unique(notes.start):
+    taken = []  # (pitch, start, end) already given
+    for i in np.lexsort((-notes.pitch, notes.start)):  # by onset, the top voice first
+        at, until = notes.start[i], notes.end[i]
         struck = written.pitch[np.abs(written.start - at) < 1e-6]
         choices = struck if len(struck) else written.pitch[(written.start <= at + 1e-6) & (written.end > at + 1e-6)]
-        free = sorted(set(choices.tolist()))
-        for i in sorted(np.flatnonzero(notes.start == at), key=lambda i: -notes.pitch[i]):  # top voice first
-            if free:
-                choice = min(free, key=lambda p: abs(p - notes.pitch[i]))
-                pitches[i] = choice
-                if len(free) > 1:
-                    free.remove(choice)
+        busy = {p for p, s, e in taken if s < until - 1e-9 and at < e - 1e-9}
+        free = [p for p in sorted(set(choices.tolist()), key=lambda p: abs(p - notes.pitch[i])) if p not in busy]
+        fallback = (int(notes.pitch[i]) + d for d in sorted(range(-12, 13), key=abs))
+        pitches[i] = free[0] if free else next(p for p in fallback if p not in busy)
+        taken.append((int(pitches[i]), at, until))
     return pitches
 
 

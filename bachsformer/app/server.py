@@ -7,6 +7,8 @@ finished piece. Every request is answered; a bad one gets a message, never a dea
     POST /api/upload?name=F.mid  the MIDI file as the body -> {upload, bars, key, roll}
     POST /api/continue           {upload, bars, ...} -> {job}
     POST /api/regenerate         {upload, ranges: [[first, last], ...], ...} -> {job}
+    POST /api/harmonise          {upload, ...} -> {job}: its top line kept, the other voices new
+    POST /api/variation          {upload, ...} -> {job}: its rhythm kept, every pitch new
     GET  /api/jobs/ID            {state, error, seconds, piece}
     GET  /api/jobs/ID/FILE       piece.mid, piece.wav, piece.musicxml, score-N.svg
 """
@@ -72,9 +74,9 @@ class App:
             raise RequestError("upload: unknown or forgotten; send the file again")
         return upload
 
-    def submit(self, options: dict, upload=None, regenerate=None):
+    def submit(self, options: dict, upload=None, regenerate=None, mode: str = "continue"):
         def work(job):
-            return self.studio.compose(options, upload, regenerate, self.out_dir / f"piece-{job.id}")
+            return self.studio.compose(options, upload, regenerate, self.out_dir / f"piece-{job.id}", mode)
         return self.jobs.submit(work)
 
 
@@ -141,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
             name = Path(parse_qs(url.query).get("name", ["upload.mid"])[0]).name[:100] or "upload.mid"
             upload_id, upload = self.app.add_upload(self._body(MAX_UPLOAD_BYTES), name)
             return self._json({"upload": upload_id, **upload.summary})
-        routes = {"/api/compose", "/api/continue", "/api/regenerate"}
+        routes = {"/api/compose", "/api/continue", "/api/regenerate", "/api/harmonise", "/api/variation"}
         if url.path not in routes:
             return self._json({"error": "not found"}, HTTPStatus.NOT_FOUND)
         try:
@@ -154,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
             upload = self.app.upload(request.get("upload"))
         if url.path == "/api/regenerate":
             regenerate = _ranges(request.get("ranges"), upload.summary["bars"])
-        job = self.app.submit(options, upload, regenerate)
+        job = self.app.submit(options, upload, regenerate, url.path.rsplit("/", 1)[1])
         self._json({"job": job.id, "seed": options["seed"], "waiting": self.app.jobs.waiting()}, HTTPStatus.ACCEPTED)
 
     def _body(self, limit: int) -> bytes:

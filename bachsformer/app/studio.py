@@ -128,11 +128,17 @@ class Studio:
         roll = piano_roll(midi)
         return Upload(path, name, {"name": name, "bars": len(roll["bars"]), "key": roll["key"], "roll": roll})
 
-    def compose(self, options: dict, upload: Upload | None = None, regenerate=None, out_base: Path | None = None) -> Rendered:
-        """A new piece (or the upload continued, or its bars `regenerate` written anew), rendered."""
+    def compose(self, options: dict, upload: Upload | None = None, regenerate=None, out_base: Path | None = None,
+                mode: str = "continue") -> Rendered:
+        """A new piece, or with an upload: it continued, its bars `regenerate` written anew, its
+        melody harmonised (`mode` "harmonise") or its rhythm varied ("variation"); rendered."""
         model = self.model(options["style"])
         try:
-            if regenerate:
+            if upload is not None and mode == "harmonise":
+                piece = model.harmonise(upload.path, "top", seed=options["seed"], temperature=options["temperature"])[0]
+            elif upload is not None and mode == "variation":
+                piece = model.variation(upload.path, "rhythm", seed=options["seed"], temperature=options["temperature"])[0]
+            elif regenerate:
                 piece = model.regenerate(upload.path, regenerate, seed=options["seed"],
                                          temperature=options["temperature"])[0]
             else:

@@ -216,3 +216,19 @@ def test_finished_pieces_are_forgotten_oldest_first_with_their_files(tmp_path):
     time.sleep(0.1)
     assert [j.result for j in forgotten][:2] == [0, 1] and jobs.get(submitted[0].id) is None
     assert jobs.get(submitted[-1].id) is not None
+
+
+@pytest.mark.parametrize("mode", ["harmonise", "variation"])
+def test_an_upload_is_harmonised_or_varied(server, mode):
+    base, _ = server
+    _, upload = call(base, "/api/upload?name=theme.mid", _theme(), raw=True)
+    status, accepted = call(base, f"/api/{mode}", {"upload": upload["upload"], "seed": 3})
+    assert status == 202
+    state = finished(base, accepted["job"])
+    assert state["state"] == "done", state["error"]
+    status, midi = call(base, state["piece"]["files"]["midi"])
+    times = lambda data: sorted((round(n.start, 4), round(n.end, 4))  # noqa: E731
+                                for i in pretty_midi.PrettyMIDI(io.BytesIO(data)).instruments for n in i.notes)
+    assert times(midi)
+    if mode == "variation":  # the theme's rhythm, every onset and length
+        assert times(midi) == times(_theme())

@@ -140,7 +140,9 @@ def test_a_rhythm_variation_keeps_every_onset_and_length(model, chorale, monkeyp
     notes = _notes(piece.midi, {i.name for i in piece.midi.instruments})
     original = sorted((n.pitch, float(n.start), float(n.end)) for n in SOPRANO + ALTO + BASS)
     assert sorted((s, e) for _, s, e in notes) == sorted((s, e) for _, s, e in original)
-    assert {p for p, _, _ in notes} <= {48, 84}  # every pitch from what the model wrote at that moment
+    assert {p for p, _, _ in notes} & {48, 84}  # pitches from what the model wrote at that moment
+    for i, (p, s, e) in enumerate(notes):  # and never two notes on one key at once, which MIDI would merge
+        assert not any(q == p and t < e and s < u for q, t, u in notes[i + 1:])
     with pytest.raises(GenerationError, match="keep must be rhythm or bass"):
         model.variation(chorale, "melody")
 
@@ -150,6 +152,8 @@ def test_repitching_takes_the_nearest_written_pitch_once_per_onset():
     notes = _as_notes([N(72, 0, 1), N(60, 0, 1), N(64, 1, 2)])
     written = _as_notes([N(71, 0, 1), N(70, 0, 1), N(55, 0, 2)])
     assert repitched(notes, written).tolist() == [71, 55, 55]  # 60 takes the next free; at beat 1 55 sounds
+    held = _as_notes([N(60, 0, 2), N(62, 1, 2)])  # a held note: the key it took stays taken while it sounds
+    assert repitched(held, _as_notes([N(55, 0, 2)])).tolist() == [55, 62]  # 62 keeps its own key
 
 
 def test_the_search_avoids_parallel_fifths_under_the_line():

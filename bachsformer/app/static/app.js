@@ -36,7 +36,9 @@ function settings() {
 }
 
 function busy(on) {
-  for (const id of ["compose", "continue", "regenerate"]) $(id).disabled = on || (id !== "compose" && !upload);
+  for (const id of ["compose", "continue", "regenerate", "harmonise", "variation"]) {
+    $(id).disabled = on || (id !== "compose" && !upload);
+  }
 }
 
 async function run(path, body, what) {
@@ -209,6 +211,10 @@ async function start() {
   $("compose").addEventListener("click", () => run("/api/compose", settings(), "composing"));
   $("continue").addEventListener("click", () => run("/api/continue", {...settings(), upload: upload.upload},
                                                     `continuing ${upload.name}`));
+  $("harmonise").addEventListener("click", () => run("/api/harmonise", {...settings(), upload: upload.upload},
+                                                     `harmonising ${upload.name}`));
+  $("variation").addEventListener("click", () => run("/api/variation", {...settings(), upload: upload.upload},
+                                                     `varying ${upload.name}`));
   $("regenerate").addEventListener("click", () => {
     const a = Number($("from-bar").value), b = Number($("to-bar").value);
     run("/api/regenerate", {...settings(), upload: upload.upload, ranges: [[a, b]]}, `regenerating bars ${a}-${b}`);
