@@ -32,7 +32,7 @@ MAX_BARS = 10_000
 MAX_SEED = 2**31  # fresh seeds stay short enough to type
 FORMS = ("binary", "through")
 SECTION_BARS = 16  # each half of a binary piece, as in the Goldberg variations
-DEFAULT_CANDIDATES = 4  # drawn for each half of a binary piece, the first that cadences kept
+DEFAULT_CANDIDATES = 4  # at most, for each half of a binary piece: drawn until one is in the key asked for
 # Key guidance (classifier-free guidance over the key input): each step draws from
 # log p(key 0) + w * (log p(key 0) - mean log p(key +-2)), away from what the model would write a
 # whole tone higher or lower, a bias its samples share. w = 0.7, chosen on seeds 10-12 and
@@ -188,9 +188,9 @@ class Bachsformer:
         prompt's meter (as written in its body) and its median tempo unless `meter` or `bpm` (quarter
         notes a minute, as everywhere in bachsformer) say otherwise. The same seed and options give the same tokens and so the same MIDI; no seed
         draws a fresh one. Sample i of a batch is the piece `seed + i` alone gives, and says so in
-        its `seed`. In a binary piece, each half is chosen among `candidates` drawn for it: the first
-        whose cadence is right (A's last bar on I or V, B's on the tonic chord in root position),
-        else the first; 1 takes what the model writes first. The piece then ends on its last bar's
+        its `seed`. In a binary piece, each half is the first of up to `candidates` drawn for it that
+        is in the key asked for, and its last bars are drawn again until they cadence (A's last bar on
+        I or V, B's on the tonic chord in root position); 1 takes what the model writes first. The piece then ends on its last bar's
         downbeat chord, held. `top_p` defaults to `DEFAULT_TOP_P` (1: the whole distribution). A model trained
         with local keys follows the key plan of a training piece: `key_plan` names one, else the
         seed picks. `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the
@@ -375,7 +375,7 @@ class Bachsformer:
         heard, and a close costs a few bars where a half costs sixteen."""
         k, per = CLOSING_DRAWS * options["candidates"], self.indices_per_frame
         tail = min(per_section - 1, CLOSING_BARS * frames_per_bar, self.transformer.config.block_size // per - 1)
-        if k < 2 or tail < 1:
+        if options["candidates"] < 2 or tail < 1:  # one candidate: what the model writes first
             return section
         kept = per_section - tail
         context = min(kept, self.transformer.config.block_size // per - tail, CLOSING_CONTEXT_BARS * frames_per_bar)
