@@ -497,9 +497,13 @@ class _CachedLayer:
         self.y = torch.empty(B * nkv, nh // nkv, hs, **new)
         self.y2 = self.y.view(B, C)
         self.filled = 0  # positions written so far, up to L
+        self.prompt_rows = None  # set by `KVCacheDecoder.prefill` when sequences share a context
 
     def write_prompt(self, k: torch.Tensor, v: torch.Tensor) -> None:
-        """k, v (B, nkv, T, hs) of positions 0 .. T-1, T <= L, from the prefill forward."""
+        """k, v (B', nkv, T, hs) of positions 0 .. T-1, T <= L, from the prefill forward: one row per
+        sequence, or per distinct context, which `prompt_rows` (B,) then spreads to the sequences."""
+        if self.prompt_rows is not None:
+            k, v = k[self.prompt_rows], v[self.prompt_rows]
         T, hs = k.shape[2], k.shape[3]
         self.kv[:, :, :T, :hs] = k
         self.kv[:, :, :T, hs:] = v
@@ -575,11 +579,29 @@ class KVCacheDecoder:
 
     @torch.inference_mode()
     def prefill(self, idx: torch.Tensor, extras: torch.Tensor | None = None) -> torch.Tensor:
-        """Context idx (B, T), 1 <= T <= block_size, -> logits (B, V) for the token after it."""
+        """Context idx (B, T), 1 <= T <= block_size, -> logits (B, V) for the token after it.
+
+        Sequences with the same context (tokens and extras) are read in once and their keys and
+        values copied to each: a batch of candidates drawn after the same bars costs one prefill."""
         if idx.dim() != 2 or idx.shape[0] != self.batch_size or not 1 <= idx.shape[1] <= self.config.block_size:
             raise ValueError(f"idx must be ({self.batch_size}, T) with 1 <= T <= block_size="
                              f"{self.config.block_size}, got {tuple(idx.shape)}")
-        logits = self.model(idx, extras=extras, cache=self)["logits"][:, -1]  # (B, V)
+        # sequences that share their context (candidates drawn after the same bars) are read in once
+        context = idx if extras is None else torch.cat([idx[..., None], extras], dim=-1).flatten(1)
+        distinct, rows = torch.unique(context, dim=0, return_inverse=True)
+        if len(distinct) < len(idx):
+            first = torch.full((len(distinct),), len(idx), device=idx.device)
+            first.scatter_reduce_(0, rows, torch.arange(len(idx), device=idx.device), "amin")
+            for layer in self.layers:
+                layer.prompt_rows = rows
+            try:
+                logits = self.model(idx[first], extras=None if extras is None else extras[first],
+                                    cache=self)["logits"][rows, -1]
+            finally:
+                for layer in self.layers:
+                    layer.prompt_rows = None
+        else:
+            logits = self.model(idx, extras=extras, cache=self)["logits"][:, -1]  # (B, V)
         self.pos = idx.shape[1]
         return logits / self.temperature
 

@@ -171,6 +171,27 @@ def test_cached_steps_equal_a_fresh_forward_over_the_context(overrides):
             assert torch.allclose(steps[:, t - 1], fresh, atol=1e-4), (m.config.n_layer, t)
 
 
+@pytest.mark.parametrize("overrides", DECODER_CASES)
+def test_sequences_sharing_a_context_are_prefilled_once_and_step_as_if_alone(overrides, monkeypatch):
+    """Candidates drawn after the same bars share their context: it is read in once (the forward
+    runs on the distinct rows only) and every sequence then steps exactly as on its own."""
+    model = tiny_model(**overrides)
+    T0, T = 5, 20
+    idx, extras = random_tokens(model.config, 2, T), random_extras(model.config, 2, T)
+    rows = [0, 1, 0, 0, 1]  # two distinct contexts, each repeated; what follows them differs
+    batch = idx[rows].clone()
+    batch[:, T0:] = random_tokens(model.config, len(rows), T - T0, seed=9)
+    batch_extras = None if extras is None else extras[rows]
+    forward_batches = []
+    forward = GPT.forward
+    monkeypatch.setattr(GPT, "forward", lambda self, idx, *a, **k: forward_batches.append(len(idx)) or forward(self, idx, *a, **k))
+    together = cached_logits(model, batch, batch_extras, T0)
+    assert forward_batches == [2]
+    for i in range(len(rows)):
+        alone = cached_logits(model, batch[i:i + 1], None if extras is None else batch_extras[i:i + 1], T0)
+        assert torch.allclose(together[i], alone[0], atol=1e-5), i
+
+
 @pytest.mark.parametrize("T0", [1, 3, 12])  # 12 > block_size: the prompt is cut to its last 8
 def test_greedy_generation_equals_uncached_recomputation(T0):
     model = tiny_model(n_kv_head=2, extra_vocab_sizes=(5,))
