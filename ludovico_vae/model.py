@@ -36,6 +36,7 @@ def _is_number(x) -> bool:
 
 
 MIXES = ("local", "global", "patch")
+DISTINCT_LOGITS_BYTES = 64 * 2**20  # what `decode_pieces` may hold to decode each distinct frame once
 INDEX_ORDERS = ("band", "time")
 
 
@@ -410,12 +411,20 @@ class VQVAE(nn.Module):
         `decode_indices(binary=True)`. `carry` (S, 88) bool: keys whose note may go on from before
         the first frame, as a prompt's held notes do. The decoder runs `chunk` frames of every
         piece at a time, so memory grows by the output and two bytes a cell, however long the piece.
+        A frame whose codes recur (a section played twice, silence) goes through the network once,
+        as long as the distinct frames' logits fit in DISTINCT_LOGITS_BYTES.
         """
         cfg = self.config
         if indices.dim() != 3:
             raise ValueError(f"indices must have shape (S, N, {cfg.n_indices}), got {tuple(indices.shape)}")
         n_pieces, n_frames = indices.shape[:2]
         channels, keys, steps = self.frame_shape
+        distinct, where = torch.unique(indices.reshape(-1, cfg.n_indices), dim=0, return_inverse=True)
+        table = None  # logits of each distinct frame, when that saves work and fits
+        if len(distinct) < n_pieces * n_frames and len(distinct) * channels * keys * steps * 4 <= DISTINCT_LOGITS_BYTES:
+            rows = chunk * n_pieces
+            table = torch.cat([self.decode_indices(distinct[i:i + rows]) for i in range(0, len(distinct), rows)])
+            where = where.reshape(n_pieces, n_frames)
         out = np.empty((n_pieces, n_frames, channels, keys, steps), dtype=np.uint8)
         by_note = cfg.note_cost is not None and channels == 2
         if by_note:
@@ -424,7 +433,10 @@ class VQVAE(nn.Module):
         for start in range(0, n_frames, chunk):
             part = indices[:, start:start + chunk]
             n = part.shape[1]
-            logits = self.decode_indices(part.reshape(-1, cfg.n_indices))
+            if table is None:
+                logits = self.decode_indices(part.reshape(-1, cfg.n_indices))
+            else:
+                logits = table[where[:, start:start + n].reshape(-1)]
             if not by_note:
                 cells = (logits > self.threshold).to("cpu", torch.uint8)
                 out[:, start:start + n] = cells.reshape(n_pieces, n, *cells.shape[1:]).numpy()

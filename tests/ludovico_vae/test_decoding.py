@@ -137,6 +137,27 @@ def test_decode_pieces_decodes_each_piece_across_its_frames():
     assert not (onset & ~sounding).any(), "an onset cell always sounds"
 
 
+@pytest.mark.parametrize("note_cost", [None, 1.0])
+def test_recurring_frames_go_through_the_network_once(note_cost, monkeypatch):
+    """A section played twice decodes as if each frame were decoded on its own, and the network
+    sees each distinct frame once; with no room for the distinct frames it streams as before."""
+    import ludovico_vae.model as vae_model
+    model = small_model(note_cost=note_cost)
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randint(32, (2, 5, 16), generator=g), torch.randint(32, (2, 4, 16), generator=g)
+    indices = torch.cat([a, a, b, b, a], dim=1)  # (2, 23, 16): 18 distinct frames
+    seen = []
+    decode = model.decode_indices
+    monkeypatch.setattr(model, "decode_indices", lambda codes, *args: seen.append(len(codes)) or decode(codes, *args))
+    once = model.decode_pieces(indices, chunk=4)
+    assert sum(seen) == 18
+    seen.clear()
+    monkeypatch.setattr(vae_model, "DISTINCT_LOGITS_BYTES", 0)
+    streamed = model.decode_pieces(indices, chunk=4)
+    assert sum(seen) == 2 * 23 and max(seen) == 2 * 4
+    assert np.array_equal(once, streamed)
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -400,6 +400,20 @@ def test_a_tiny_model_overfits_one_batch_with_the_trainer():
     assert torch.equal(model.generate(x[:, :1], 15, top_k=1, extras=extras[:, :16]), x)
 
 
+@pytest.mark.parametrize("amp_cpu", [False, True])
+def test_cpu_autocast_only_on_request_and_weights_stay_float32(amp_cpu):
+    """amp_cpu runs the CPU forward under bfloat16 autocast (its products in bfloat16); the
+    weights, gradients and optimizer state stay float32 either way."""
+    model = tiny_model()
+    products = []
+    model.lm_head.register_forward_hook(lambda module, inputs, output: products.append(output.dtype))
+    trainer = Trainer(model, TrainerConfig(warmup_steps=0, amp_cpu=amp_cpu), total_steps=2, device="cpu")
+    idx = random_tokens(model.config, 2, 9)
+    loss = trainer.train_step(idx[:, :-1], idx[:, 1:])["loss"]
+    assert products == [torch.bfloat16 if amp_cpu else torch.float32] and loss == loss
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
 def test_weight_decay_skips_every_one_dimensional_parameter():
     model = GPT(GPTConfig(**{**TINY, "bias": True, "extra_vocab_sizes": (4,)}))
     decay, no_decay = make_optimizer(model, TrainerConfig()).param_groups
