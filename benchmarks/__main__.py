@@ -1,10 +1,12 @@
-"""`python -m benchmarks`: every speed figure of the project from one command, as JSON.
+"""`python -m benchmarks`: every speed figure of the project from one command, each beside the
+limit of the machine it runs on and the original implementation's figure.
 
     python -m benchmarks [--only NAME[,NAME]] [--repeats N] [--threads N] [--tiny] [--json FILE]
 
+    roofline              this machine's fp32 and bf16 peak, memory read rate, `import torch`
     frames                corpus -> frames (cold, and warm from the cache) -> MIDI, seconds
-    vae_training          VQ-VAE training, frames per second (the bundled VAE, batch 256)
-    transformer_training  transformer training, tokens per second (the bundled GPT, batch 64)
+    vae_training          VQ-VAE training, frames per second (the bundled VAE), fp32 and bf16
+    transformer_training  transformer training, tokens per second (the bundled GPT), fp32 and bf16
     sampling              sampling, tokens per second at batch 1 and 32, 2,048 and 8,192 tokens
     generate              `python generate.py` as a whole process, seconds
 
@@ -12,10 +14,15 @@ Every run is a fresh process, so imports are cold and its peak RSS (`ru_maxrss` 
 reports it for that child alone) is its own. After `--warmup-runs` untimed runs (default 1; 0
 with --tiny) come `--repeats` timed runs (default 3); each figure is reported as the median over
 them, beside the runs themselves, the process's wall time and peak RSS, the torch threads used
-and the machine (cores, torch version, load average before and after each benchmark). These
-machines are shared: compare runs made side by side, and read the load average. `--tiny` runs
-every benchmark at toy sizes: it checks they work (tests/test_benchmarks.py) and measures nothing.
-JSON goes to stdout (and `--json FILE`), progress to stderr.
+and the machine (cores, torch version, load average before and after each benchmark). Every
+benchmark runs on `--threads` threads (default 1: figures per thread, comparable between
+machines); the roofline and batch-32 sampling also measure two. These machines are shared:
+compare runs made side by side, and read the load average. `--tiny` runs every benchmark at toy
+sizes: it checks they work (tests/benchmarks) and measures nothing.
+
+stdout gets the table (`benchmarks.report`): median, range of the runs, the limit here and the
+share of it reached, the original's figure and the ratio to it. `--json FILE` writes everything,
+runs and settings included; progress goes to stderr.
 """
 from __future__ import annotations
 
@@ -32,8 +39,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import report
+
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = {  # name: (module, what one run measures)
+    "roofline": ("benchmarks.roofline", "this machine's peak rates, the limits of the rest"),
     "frames": ("benchmarks.frames", "corpus -> frames -> MIDI, seconds"),
     "vae_training": ("benchmarks.vae_training", "VQ-VAE training throughput, frames per second"),
     "transformer_training": ("benchmarks.transformer_training", "transformer training throughput, tokens per second"),
@@ -82,19 +92,20 @@ def _env(threads: int | None) -> dict:
     return env
 
 
-def run_once(name: str, tiny: bool, threads: int | None, corpus=None) -> dict:
-    """One run of benchmark `name` in a fresh process: {"figures", "info"}.
+def run_once(name: str, tiny: bool, threads: int | None, corpus=None, run: int = 0) -> dict:
+    """One run (number `run`) of benchmark `name` in a fresh process: {"figures", "info"}.
 
     Figures always include the process's wall time and (where measurable) its peak RSS.
     """
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         if name in WHOLE_PROCESS:
             module = importlib.import_module(BENCHMARKS[name][0])
-            done = run_process(module.command(tmp, tiny), _env(threads))
+            done = run_process(module.command(tmp, tiny, seed=run), _env(threads))
             if done["returncode"]:
                 raise _failure(name, done)
             result = {"figures": module.music_seconds(tmp),
-                      "info": {"torch_threads": threads or "sampling 1 (generate's default), the rest torch's default"}}
+                      "info": {"torch_threads": threads or "sampling 1 (generate's default), the rest torch's default",
+                               "seed": run}}
         else:
             argv = [sys.executable, "-m", "benchmarks", "--child", name] + (["--tiny"] if tiny else [])
             argv += (["--threads", str(threads)] if threads else []) + (["--corpus", str(corpus)] if corpus and name == "frames" else [])
@@ -122,7 +133,7 @@ def run_benchmark(name: str, repeats: int, warmup_runs: int, tiny: bool, threads
     for i in range(warmup_runs + repeats):
         label = "warm-up" if i < warmup_runs else f"run {i - warmup_runs + 1}/{repeats}"
         t0 = time.perf_counter()
-        result = run_once(name, tiny, threads, corpus)
+        result = run_once(name, tiny, threads, corpus, run=i)
         log(f"benchmarks: {name} {label}: {time.perf_counter() - t0:.1f} s")
         if i >= warmup_runs:
             runs.append(result["figures"])
@@ -215,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run only these benchmarks (default: all)")
     parser.add_argument("--repeats", type=_at_least(1), default=3, help="timed runs of each (default: 3)")
     parser.add_argument("--warmup-runs", type=_at_least(0), help="untimed runs first (default: 1, 0 with --tiny)")
-    parser.add_argument("--threads", type=_at_least(1),
-                        help="torch threads (and OMP/MKL) in every run; default: torch's own, sampling 1")
+    parser.add_argument("--threads", type=_at_least(1), default=1,
+                        help="torch threads (and OMP/MKL) in every run (default: %(default)s, figures per thread)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: checks that each benchmark runs")
     parser.add_argument("--corpus", type=Path, help="MIDI folder for `frames` (default: the Goldberg files)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the JSON here")
@@ -238,10 +249,9 @@ def main(argv=None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     result = run_suite(args.only, args.repeats, warmup_runs, args.tiny, args.threads, corpus, log)
-    text = json.dumps(result, indent=2)
-    print(text)
+    print(report.text(result))
     if args.json:
-        args.json.write_text(text + "\n")
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 1 if any("error" in b for b in result["benchmarks"].values()) else 0
 
 

@@ -14,15 +14,13 @@ uses: a sampling step's ops are too small to share).
     python -m benchmarks --only sampling
     python benchmarks/sampling.py [--repeats N] [--threads N]   # the same
     python benchmarks/sampling.py --sweep   # tokens/s against n_layer / n_embd / n_kv_head, 2,048 tokens
-    python benchmarks/sampling.py --roofline   # the fastest a step of the bundled model could be here
 
-The roofline divides the arithmetic of one cached step per token (every matrix product of the
-layers, attention over a full window, and the head) into the rate this machine multiplies fp32
-matrices at: a large square product (its peak) and the products of a batch-32 step themselves.
-No fp32 sampler of that model can beat the first figure; the bfloat16 rate of the same products
-is printed beside it. At batch 1 the bound is memory, not arithmetic: a step streams every weight
-once, and the roofline also times those products alone, in order, on one thread (the batch-1
-ceiling), beside the megabytes they read per token.
+Batch 32 is also measured on two threads (`batch32_len2048_2_threads_tokens_per_s`): a batch
+that large has enough arithmetic per op to share. The limits these figures are set against
+(`python -m benchmarks`, see `benchmarks.report`): at batch 1 the chain of a step's weight
+products alone (`step_products_us`, measured by `benchmarks.roofline`); at batch 32 the slower of
+its arithmetic (`step_flops_per_token`) at the machine's peak and of the bytes a step reads
+(every weight once, and each sequence's full key/value window) at its memory bandwidth.
 """
 from __future__ import annotations
 
@@ -90,13 +88,21 @@ def bench_sampling(cfg: GPTConfig | None = None, batch_sizes=BATCH_SIZES, length
             figures[f"{key}_tokens_per_s"] = batch * length / statistics.median(walls)
             figures[f"{key}_cpu_tokens_per_s"] = batch * length / statistics.median(cpus)
             walls_by_run[key] = walls
-    kv_bytes = 2 * cfg.n_layer * cfg.kv_heads * cfg.head_size * cfg.block_size * 4
     return {
         "figures": figures,
         "info": {"config": cfg.to_dict(), "n_params": model.num_params(),
                  "torch_threads": num_threads or torch.get_num_threads(), "repeats_in_process": repeats,
-                 "prompt_len": prompt_len, "kv_cache_kb_per_sequence": kv_bytes / 1024, "wall_s": walls_by_run},
+                 "prompt_len": prompt_len, "wall_s": walls_by_run, **step_costs(cfg)},
     }
+
+
+def step_costs(cfg: GPTConfig) -> dict:
+    """What one cached step costs per sequence: its arithmetic, and the bytes it reads (the
+    weights once per step, whatever the batch; the key/value window once per sequence)."""
+    kv_bytes = 2 * cfg.n_layer * cfg.kv_heads * cfg.head_size * cfg.block_size * 4
+    weight_bytes = 4 * sum(k * n for k, n in step_weight_shapes(cfg))
+    return {"step_flops_per_token": step_flops_per_token(cfg), "step_weight_bytes": weight_bytes,
+            "kv_cache_bytes_per_sequence": kv_bytes}
 
 
 def measure(tiny: bool = False, threads: int | None = None) -> dict:
@@ -105,7 +111,12 @@ def measure(tiny: bool = False, threads: int | None = None) -> dict:
         return bench_sampling(replace(GPTConfig(), **TINY), lengths=TINY_LENGTHS, num_threads=threads or 1,
                               warmup=8)
     model_config, _ = bundled("transformer")
-    return bench_sampling(GPTConfig.from_dict(model_config), num_threads=threads or 1)
+    cfg = GPTConfig.from_dict(model_config)
+    result = bench_sampling(cfg, num_threads=threads or 1)
+    if (threads or 1) == 1 and (os.cpu_count() or 1) >= 2:
+        both = bench_sampling(cfg, batch_sizes=(32,), lengths=(2048,), num_threads=2)
+        result["figures"]["batch32_len2048_2_threads_tokens_per_s"] = both["figures"]["batch32_len2048_tokens_per_s"]
+    return result
 
 
 def sweep(configs=SWEEP, batch_sizes=BATCH_SIZES, length: int = 2048, repeats: int = 3, num_threads: int = 1) -> list:
@@ -132,25 +143,6 @@ def step_flops_per_token(cfg: GPTConfig) -> int:
     return 2 * (sum(k * n for k, n in step_weight_shapes(cfg)) + attention)
 
 
-def matmul_gflops(m: int, k: int, n: int, threads: int, seconds: float = 1.0, dtype=torch.float32) -> float:
-    """(m, k) @ (k, n) products per second on `threads` threads, in GFLOP/s (median of 5)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        a, b, out = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype), torch.empty(m, n, dtype=dtype)
-        torch.mm(a, b, out=out)
-        reps = max(1, int(seconds * 2e9 / (2 * m * k * n)))
-        rates = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                torch.mm(a, b, out=out)
-            rates.append(2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9)
-        return statistics.median(rates)
-    finally:
-        torch.set_num_threads(before)
-
-
 def step_products_us(cfg: GPTConfig, batch: int = 1, threads: int = 1, reps: int = 2000) -> float:
     """Microseconds for the weight products of one cached step alone, in order, on `threads`
     threads (median of 5).
@@ -173,29 +165,7 @@ def step_products_us(cfg: GPTConfig, batch: int = 1, threads: int = 1, reps: int
         torch.set_num_threads(before)
 
 
-def roofline(cfg: GPTConfig, batch: int = 32) -> dict:
-    C = cfg.n_embd
-    flops = step_flops_per_token(cfg)
-    rates = {f"square_2048_{t}_threads_gflops": matmul_gflops(2048, 2048, 2048, t) for t in (1, 2)}
-    rates.update({f"step_mlp_{batch}x{C}x{4 * C}_{t}_threads_gflops": matmul_gflops(batch, C, 4 * C, t, 0.5)
-                  for t in (1, 2)})
-    peak = max(rates.values())
-    rates.update({f"step_mlp_{batch}x{C}x{4 * C}_{t}_threads_bfloat16_gflops":
-                  matmul_gflops(batch, C, 4 * C, t, 0.5, torch.bfloat16) for t in (1, 2)})
-    chain_us = step_products_us(cfg)
-    weight_mb = sum(k * n for k, n in step_weight_shapes(cfg)) * 4 / 2 ** 20
-    return {"config": cfg.to_dict(), "step_flops_per_token": flops, **rates,
-            "ceiling_tokens_per_s_at_peak": peak * 1e9 / flops,
-            "gflops_needed_for_50k_tokens_per_s": 50_000 * flops / 1e9,
-            "batch1_step_products_1_thread_us": chain_us,
-            "batch1_ceiling_tokens_per_s": 1e6 / chain_us,
-            "batch1_weights_streamed_per_token_mb": weight_mb}
-
-
 if __name__ == "__main__":
-    if "--roofline" in sys.argv[1:]:
-        print(json.dumps(roofline(GPTConfig.from_dict(bundled("transformer")[0])), indent=2))
-        sys.exit(0)
     if "--sweep" in sys.argv[1:]:
         print(json.dumps({"cpu_count": os.cpu_count(), "sweep_1_thread_len2048": sweep()}, indent=2))
         sys.exit(0)

@@ -6,7 +6,8 @@ training batch size (64), with random weights; random tokens stand in for the co
 cost of a step does not depend on the content. Each step is timed alone; tokens/s is batch *
 block_size over the median step, after `warmup` untimed steps. CPU time (this process) is
 reported beside wall time because on a shared machine wall time also counts the time other
-processes held the cores.
+processes held the cores. `bf16_tokens_per_s` is the same under bfloat16 autocast
+(`train.amp_cpu`); `flops_per_token` (info) is what `python -m benchmarks` sets both against.
 
 The original implementation trained minGPT's "gpt-mini" (6 layers, 6 heads, 192 wide, block
 192, vocabulary 16) at 2,400 tokens/s (batch 128, 4.6 GB RSS); `--gpt-mini` measures that size
@@ -32,6 +33,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 
 from benchmarks.common import bundled  # noqa: E402
+from benchmarks.sampling import step_weight_shapes  # noqa: E402
 from mingpt.model import GPT, GPTConfig  # noqa: E402
 from mingpt.trainer import Trainer, TrainerConfig  # noqa: E402
 
@@ -40,13 +42,22 @@ ORIGINAL = {"size": "gpt-mini", "tokens_per_s": 2400, "batch_size": 128, "peak_r
 TINY = dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=32, block_size=32, vocab_size=64)
 
 
+def training_flops_per_token(cfg: GPTConfig) -> int:
+    """Forward and backward arithmetic per token of a full window: 6 per weight of every product
+    (2 forward, 4 backward), and causal attention over the window (half of a square of scores
+    and of weighted values, forward and twice that backward)."""
+    return 6 * sum(k * n for k, n in step_weight_shapes(cfg)) + 6 * cfg.n_layer * cfg.block_size * cfg.n_embd
+
+
 def bench_transformer_training(cfg: GPTConfig | None = None, batch_size: int = 64, steps: int = 10,
-                               warmup: int = 2) -> dict:
-    """Train on random tokens for warmup + steps steps; time the last `steps` one by one."""
+                               warmup: int = 2, amp_cpu: bool = False) -> dict:
+    """Train on random tokens for warmup + steps steps; time the last `steps` one by one.
+    amp_cpu: under bfloat16 autocast, as `train.amp_cpu` trains."""
     torch.manual_seed(0)
     cfg = cfg or GPTConfig()
     model = GPT(cfg)
-    trainer = Trainer(model, TrainerConfig(warmup_steps=0), total_steps=warmup + steps, device=torch.device("cpu"))
+    trainer = Trainer(model, TrainerConfig(warmup_steps=0, amp_cpu=amp_cpu), total_steps=warmup + steps,
+                      device=torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     data = torch.randint(0, cfg.vocab_size, (2, batch_size, cfg.block_size + 1), generator=g)
     extras = None
@@ -66,6 +77,7 @@ def bench_transformer_training(cfg: GPTConfig | None = None, batch_size: int = 6
     return {
         "figures": {"tokens_per_s": tokens / wall, "cpu_tokens_per_s": tokens / cpu, "s_per_step": wall},
         "info": {"config": cfg.to_dict(), "n_params": model.num_params(), "batch_size": batch_size,
+                 "flops_per_token": training_flops_per_token(cfg),
                  "tokens_per_step": tokens, "steps": steps, "warmup_steps": warmup,
                  "torch_threads": torch.get_num_threads(), "step_wall_s": walls[warmup:],
                  "final_loss": result["loss"]},
@@ -77,7 +89,12 @@ def measure(tiny: bool = False, threads: int | None = None) -> dict:
     if tiny:
         return bench_transformer_training(replace(GPTConfig(), **TINY), batch_size=2, steps=2, warmup=1)
     model_config, batch_size = bundled("transformer")
-    return bench_transformer_training(GPTConfig.from_dict(model_config), batch_size)
+    cfg = GPTConfig.from_dict(model_config)
+    result = bench_transformer_training(cfg, batch_size)
+    bf16 = bench_transformer_training(cfg, batch_size, steps=6, amp_cpu=True)
+    result["figures"]["bf16_tokens_per_s"] = bf16["figures"]["tokens_per_s"]
+    result["info"]["bf16_final_loss"] = bf16["info"]["final_loss"]
+    return result
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from benchmarks.__main__ import BENCHMARKS, main, medians  # noqa: E402
 pytestmark = pytest.mark.slow  # each benchmark runs as its own process: `.ci/run` runs them
 
 FIGURES = {  # figures each benchmark must report, besides process_wall_s and peak_rss_mb
+    "roofline": {f"{what}_{t}_threads" for what in ("fp32_gflops", "bf16_gflops", "read_gb_per_s") for t in (1, 2)}
+    | {"sampling_chain_us", "import_torch_s"},
     "frames": {"cold_s", "warm_s", "to_frames_s", "to_midi_s", "round_trip_s"},
     "vae_training": {"samples_per_s", "median_step_ms"},
     "transformer_training": {"tokens_per_s", "cpu_tokens_per_s", "s_per_step"},
@@ -31,23 +33,32 @@ FIGURES = {  # figures each benchmark must report, besides process_wall_s and pe
 
 @pytest.fixture(scope="module")
 def tiny_suite(tmp_path_factory) -> tuple:
-    """`python -m benchmarks --tiny --repeats 1 --json FILE`: its JSON on stdout and in FILE."""
+    """`python -m benchmarks --tiny --repeats 1 --json FILE`: the JSON in FILE, the table on stdout, stderr."""
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     done = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--repeats", "1", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout), json.loads(out.read_text()), done.stderr
+    return json.loads(out.read_text()), done.stdout, done.stderr
 
 
 def test_the_suite_names_every_benchmark():
     assert set(FIGURES) == set(BENCHMARKS)
 
 
-def test_stdout_and_json_file_agree(tiny_suite):
-    printed, written, _ = tiny_suite
-    assert printed == written
-    assert written["settings"] == {"repeats": 1, "warmup_runs": 0, "tiny": True, "threads": None, "corpus": None}
+def test_the_table_sets_each_figure_against_this_machine_and_the_original(tiny_suite):
+    written, table, _ = tiny_suite
+    assert written["settings"] == {"repeats": 1, "warmup_runs": 0, "tiny": True, "threads": 1, "corpus": None}
     assert written["machine"]["cpu_count"] >= 1 and written["machine"]["torch"]
+    lines = {tuple(line.split()[:2]): line for line in table.splitlines() if line.strip()}
+    vae = written["benchmarks"]["vae_training"]
+    peak = written["benchmarks"]["roofline"]["median"]["fp32_gflops_1_threads"]
+    limit = peak * 1e9 / vae["info"]["flops_per_frame"]
+    share = vae["median"]["samples_per_s"] / limit
+    row = lines[("vae_training", "samples_per_s")]
+    assert f"{share:.0%}" in row and "(fp32 arithmetic)" in row and f"{vae['median']['samples_per_s'] / 263:.1f}x" in row
+    row = lines[("generate", "process_wall_s")]
+    assert "(import torch)" in row and "13.8" in row
+    assert "machine:" in table and "load average" in table and "roofline: fp32_gflops_1_threads" in table
 
 
 @pytest.mark.parametrize("name", list(FIGURES))
@@ -99,3 +110,23 @@ def test_the_batch1_roofline_streams_the_weights_the_cached_decoder_multiplies()
     decoder = KVCacheDecoder(GPT(cfg), batch_size=1)
     used = [tuple(w.shape) for layer in decoder.layers for w in (layer.w_qkv, layer.w_o, layer.w_fc, layer.w_proj)]
     assert step_weight_shapes(cfg) == used + [tuple(decoder.w_head.shape)]
+
+
+def test_limits_take_the_slower_of_arithmetic_and_memory_and_the_threads_measured():
+    from benchmarks.report import limit
+
+    machine = {"fp32_gflops_1_threads": 10.0, "fp32_gflops_2_threads": 20.0, "read_gb_per_s_1_threads": 1.0,
+               "read_gb_per_s_2_threads": 100.0, "sampling_chain_us": 250.0, "import_torch_s": 1.5,
+               "bf16_gflops_1_threads": 40.0}
+    info = {"step_flops_per_token": 1e6, "step_weight_bytes": 4e6, "kv_cache_bytes_per_sequence": 1e6}
+    sampling = {"torch_threads": 1, "info": info}
+    # one thread: 32 tokens' arithmetic 3.2 ms, the 36 MB read 36 ms -> memory
+    assert limit("sampling", "batch32_len2048_tokens_per_s", sampling, machine, 1) == (32 / 0.036, "memory")
+    # two threads: arithmetic 1.6 ms, reading 0.36 ms -> arithmetic
+    best, how = limit("sampling", "batch32_len2048_2_threads_tokens_per_s", sampling, machine, 2)
+    assert how == "arithmetic" and abs(best - 20_000) < 1e-6
+    assert limit("sampling", "batch1_len2048_tokens_per_s", sampling, machine, 1) == (4000.0, "weight products alone")
+    training = {"info": {"flops_per_token": 1e6}}
+    assert limit("transformer_training", "bf16_tokens_per_s", training, machine, 1) == (40_000.0, "bf16 arithmetic")
+    assert limit("generate", "process_wall_s", {}, machine, 1) == (1.5, "import torch")
+    assert limit("frames", "cold_s", {}, machine, 1) == (None, "")
