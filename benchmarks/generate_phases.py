@@ -15,14 +15,16 @@ import io
 import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+@contextmanager
 def timed(owner, name: str, totals: dict, log=None):
-    """Wrap method `name` of class `owner` so that its calls add to totals[name] (and are logged)."""
+    """Within the block, calls of method `name` of class `owner` add to totals[name] (and are logged)."""
     original = getattr(owner, name)
 
     def wrapper(self, *args, **kwargs):
@@ -34,6 +36,10 @@ def timed(owner, name: str, totals: dict, log=None):
             log(self, args, seconds)
         return result
     setattr(owner, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
 
 
 def main(argv=None) -> int:
@@ -59,22 +65,26 @@ def main(argv=None) -> int:
               f"{len(seeds)} x {copies} rows: {seconds:.3f} s ({len(seeds) * frames * per / seconds:,.0f} tokens/s)")
 
     totals = defaultdict(float)
-    timed(Bachsformer, "_sample", totals, log_sample)
-    timed(Bachsformer, "_scores", totals)
-    timed(Bachsformer, "_decode", totals)
-    for seed in args.seeds:
-        totals.clear()
-        print(f"seed {seed}:")
-        start = time.perf_counter()
-        piece = model.generate(seed=seed)[0]
-        generate_s = time.perf_counter() - start
-        start = time.perf_counter()
-        piece.midi.write(io.BytesIO())
-        midi_s = time.perf_counter() - start
-        print(f"  total {generate_s:.2f} s: sampling {totals['_sample']:.2f}, cadence and key checks "
-              f"{totals['_scores']:.2f}, decoding {totals['_decode']:.2f}, the rest "
-              f"{generate_s - sum(totals.values()):.2f}; writing the MIDI {midi_s:.3f} s")
+    with timed(Bachsformer, "_sample", totals, log_sample), timed(Bachsformer, "_scores", totals), \
+            timed(Bachsformer, "_decode", totals):
+        for seed in args.seeds:
+            phases(model, seed, totals)
     return 0
+
+
+def phases(model, seed: int, totals: dict) -> None:
+    """Write the piece of `seed` and print where its time went."""
+    totals.clear()
+    print(f"seed {seed}:")
+    start = time.perf_counter()
+    piece = model.generate(seed=seed)[0]
+    generate_s = time.perf_counter() - start
+    start = time.perf_counter()
+    piece.midi.write(io.BytesIO())
+    midi_s = time.perf_counter() - start
+    print(f"  total {generate_s:.2f} s: sampling {totals['_sample']:.2f}, cadence and key checks "
+          f"{totals['_scores']:.2f}, decoding {totals['_decode']:.2f}, the rest "
+          f"{generate_s - sum(totals.values()):.2f}; writing the MIDI {midi_s:.3f} s")
 
 
 if __name__ == "__main__":
