@@ -14,6 +14,7 @@ uses: a sampling step's ops are too small to share).
     python -m benchmarks --only sampling
     python benchmarks/sampling.py [--repeats N] [--threads N]   # the same
     python benchmarks/sampling.py --sweep   # tokens/s against n_layer / n_embd / n_kv_head, 2,048 tokens
+    python benchmarks/sampling.py --profile   # where a step's time goes: batch 1, and 32 on 1 and 2 threads
 
 Batch 32 is also measured on two threads (`batch32_len2048_2_threads_tokens_per_s`): a batch
 that large has enough arithmetic per op to share. The limits these figures are set against
@@ -38,7 +39,7 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 
 from benchmarks.common import bundled  # noqa: E402
-from mingpt.model import GPT, GPTConfig  # noqa: E402
+from mingpt.model import GPT, GPTConfig, KVCacheDecoder  # noqa: E402
 
 BATCH_SIZES, LENGTHS = (1, 32), (2048, 8192)
 TINY = dict(n_layer=1, n_head=2, n_kv_head=1, n_embd=32, block_size=32, vocab_size=64)
@@ -165,7 +166,46 @@ def step_products_us(cfg: GPTConfig, batch: int = 1, threads: int = 1, reps: int
         torch.set_num_threads(before)
 
 
+def profile_step(cfg: GPTConfig, batch: int, threads: int = 1, steps: int = 200, rows: int = 12) -> str:
+    """Where one cached step's time goes, with a full window: torch's profiler over `steps` steps
+    (ops by their own time), beside the step and the chain of its weight products alone."""
+    from torch.profiler import profile
+
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    prompt, extras = _random_inputs(cfg, batch, cfg.block_size, cfg.block_size + 2 * steps + 1)
+    decoder = KVCacheDecoder(model, batch)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            decoder.prefill(prompt, None if extras is None else extras[:, :cfg.block_size])
+            embedded = None if extras is None else decoder.embed_extras(extras[:, cfg.block_size:])
+            tokens = torch.randint(0, cfg.vocab_size, (2 * steps, batch))
+
+            def run(first):
+                for i in range(first, first + steps):
+                    decoder.fast_step(tokens[i], None if embedded is None else embedded[:, i])
+            run(0)
+            t0 = time.perf_counter()
+            run(0)
+            step_us = (time.perf_counter() - t0) / steps * 1e6
+            with profile() as prof:
+                run(steps)
+    finally:
+        torch.set_num_threads(before)
+    chain_us = step_products_us(cfg, batch, threads, reps=500)
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+    return (f"batch {batch}, {threads} thread(s): a step {step_us:.0f} us, its weight products alone "
+            f"{chain_us:.0f} us; profiled over {steps} steps (the profiler adds its own cost per op):\n{table}")
+
+
 if __name__ == "__main__":
+    if "--profile" in sys.argv[1:]:
+        cfg = GPTConfig.from_dict(bundled("transformer")[0])
+        for batch, threads in ((1, 1), (32, 1), (32, 2)):
+            print(profile_step(cfg, batch, threads))
+        sys.exit(0)
     if "--sweep" in sys.argv[1:]:
         print(json.dumps({"cpu_count": os.cpu_count(), "sweep_1_thread_len2048": sweep()}, indent=2))
         sys.exit(0)
