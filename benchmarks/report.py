@@ -120,6 +120,35 @@ def text(result: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(result: dict) -> str:
+    """The same rows as a Markdown table (for the README and docs/speed.md), then the machine."""
+    m = result["machine"]
+    body = [HEADERS] + [[c.replace("|", "/") for c in row] for row in rows(result)]
+    lines = ["| " + " | ".join(row) + " |" for row in body]
+    lines.insert(1, "|" + "|".join("---:" if i in (2, 4, 6, 8) else "---" for i in range(len(HEADERS))) + "|")
+    return "\n".join(lines + ["", f"{m['cpu']}, {m['cpus_usable']} cores, torch {m['torch']}; load average "
+                                   f"{_load(m.get('load_average_start'))} at the start, "
+                                   f"{_load(m.get('load_average_end'))} at the end"])
+
+
+def main(argv=None) -> int:
+    """`python -m benchmarks.report RUN.json [--markdown]`: the table of a saved run."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=main.__doc__.split(": ", 1)[1])
+    parser.add_argument("run", type=Path, help="the --json FILE of a `python -m benchmarks` run")
+    parser.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    args = parser.parse_args(argv)
+    try:
+        result = json.loads(args.run.read_text())
+    except (OSError, ValueError) as e:
+        parser.error(f"{args.run}: {e}")
+    print(markdown(result) if args.markdown else text(result))
+    return 0
+
+
 def _load(values) -> str:
     return "?" if not values else "/".join(f"{v:.2f}" for v in values)
 
@@ -130,3 +159,7 @@ def _number(x: float) -> str:
     if abs(x) >= 10:
         return f"{x:.1f}"
     return f"{x:.3g}" if abs(x) >= 0.01 else f"{x:.2g}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

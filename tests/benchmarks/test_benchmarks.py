@@ -130,3 +130,21 @@ def test_limits_take_the_slower_of_arithmetic_and_memory_and_the_threads_measure
     assert limit("transformer_training", "bf16_tokens_per_s", training, machine, 1) == (40_000.0, "bf16 arithmetic")
     assert limit("generate", "process_wall_s", {}, machine, 1) == (1.5, "import torch")
     assert limit("frames", "cold_s", {}, machine, 1) == (None, "")
+
+
+def test_a_saved_run_prints_again_as_markdown(tiny_suite, tmp_path, capsys):
+    from benchmarks.report import main as report_main
+
+    written, table, _ = tiny_suite
+    saved = tmp_path / "run.json"
+    saved.write_text(json.dumps(written))
+    assert report_main([str(saved)]) == 0
+    assert capsys.readouterr().out.strip() == table.strip()
+    assert report_main([str(saved), "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| benchmark | figure | median |") and lines[1].startswith("|---|")
+    generate = next(line for line in lines if line.startswith("| generate | process_wall_s |"))
+    assert "(import torch)" in generate and "| 13.8 |" in generate
+    with pytest.raises(SystemExit) as stop:
+        report_main([str(tmp_path / "missing.json")])
+    assert stop.value.code == 2
