@@ -9,10 +9,10 @@ Limits come from the `roofline` benchmark of the same run (`benchmarks.roofline`
   the bfloat16 peak for the bfloat16 figures, of the threads used;
 - `python generate.py`: `python -c "import torch"`, which any command using torch pays first.
 
-The original's figures are those measured on the 2-core machine the project is developed on,
-side by side with bachsformer in December 2026 (torch 2.13): the pier-maker92/bachsformer code
-as published, at its own settings (sampling without a key/value cache, gpt-mini training at batch
-128, VQ-VAE training at batch 512), by the number of threads where both were measured.
+The original's figures are those of docs/evaluation.md ("The original implementation, measured
+here"): the pier-maker92/bachsformer code as published, at its own settings (sampling without a
+key/value cache, gpt-mini training at batch 128, VQ-VAE training at batch 512), on the 2-core
+machine the project is developed on (torch 2.13), by the number of threads they were measured on.
 """
 from __future__ import annotations
 
