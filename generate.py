@@ -8,9 +8,15 @@
 
 The command itself lives in `bachsformer.generate_command` (installed as `bachsformer generate`).
 """
+import os
 import sys
 
 from bachsformer.generate_command import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Every file is written and closed by now (a real bug has raised before this line): end
+    # without tearing down torch's modules one by one, 0.15 s of a 2.3 s run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,6 +1,7 @@
 """Write a new piece in the style of Bach with the bundled weights (checkpoints/): the command
 line of `generate.py` and of `bachsformer generate`.
 """
+import gc
 import math
 import sys
 from pathlib import Path
@@ -81,6 +82,13 @@ def sample_names(args) -> list:
 
 def run(args, prog: str = PROG) -> None:
     """Write the pieces the parsed `args` ask for, and their pictures, scores and audio."""
+    try:
+        _run(args, prog)
+    finally:
+        gc.unfreeze()  # a caller in the same process (the tests) gets its collector back whole
+
+
+def _run(args, prog: str) -> None:
     from .generation import Bachsformer, fresh_seed
     from ludovico_vae.files import atomic_write
 
@@ -105,6 +113,9 @@ def run(args, prog: str = PROG) -> None:
         raise CommandError("--regenerate needs --input FILE.mid" if args.regenerate else
                            "--input needs --regenerate A:B (the bars to write anew); to continue a piece use --prompt")
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device, args.style)
+    # torch, the libraries and the loaded pair are never garbage: frozen, the collections while
+    # the piece is written do not walk them (0.15 s of a 2.5 s run on the development CPU)
+    gc.freeze()
     if args.form is None:  # named in the file: a binary piece has no --bars; asking for bars means through
         binary = model.plans and not args.prompt and args.bars is None and model.pair.style.form == "binary"
         args.form = "binary" if binary else None
