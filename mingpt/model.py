@@ -586,7 +586,6 @@ class KVCacheDecoder:
         if idx.dim() != 2 or idx.shape[0] != self.batch_size or not 1 <= idx.shape[1] <= self.config.block_size:
             raise ValueError(f"idx must be ({self.batch_size}, T) with 1 <= T <= block_size="
                              f"{self.config.block_size}, got {tuple(idx.shape)}")
-        # sequences that share their context (candidates drawn after the same bars) are read in once
         context = idx if extras is None else torch.cat([idx[..., None], extras], dim=-1).flatten(1)
         distinct, rows = torch.unique(context, dim=0, return_inverse=True)
         if len(distinct) < len(idx):
