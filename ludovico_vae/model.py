@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .decoding import NoteDecoder
 from .frames import FrameGrid
 from .quantizer import RESTARTS, VectorQuantizer
+from .search import search_indices
 
 
 def _is_number(x) -> bool:
@@ -78,12 +79,20 @@ class VQVAEConfig:
     # the order of a frame's indices, which the transformer writes them in: "time" gives every key
     # band of the first time step, then the next step; "band" every step of one band, then the next
     index_order: str = "time"
+    # codes tried at each latent cell when encoding (ludovico_vae.search): 0 or 1 writes each cell
+    # with its nearest code; more chooses, cell by cell, the code the decoder rebuilds the frame from best
+    search_candidates: int = 0
+    search_sweeps: int = 1  # passes of that search over the latent grid
 
     def __post_init__(self):
         for name in ("latent_keys", "latent_steps", "codebook_size", "code_dim"):
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("search_candidates", "search_sweeps"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if type(self.n_res_blocks) is not int or self.n_res_blocks < 0:
             raise ValueError(f"n_res_blocks must be a non-negative integer, got {self.n_res_blocks!r}")
         for name in ("patch", "widths"):
@@ -283,6 +292,7 @@ class Decoder(nn.Module):
         channels, keys, _ = frame_shape
         self.cfg, self.patches = cfg, cfg.mix == "patch"
         self.keys = slice(_key_padding(cfg, keys), _key_padding(cfg, keys) + keys)
+        self.padded_keys = _padded_keys(cfg, keys)  # rows drawn before the keys are cut out
         if cfg.mix == "global":
             first = GridMix(cfg.code_dim, w2, cfg.latent_shape)
         else:  # a patch sees only its own code
@@ -390,8 +400,13 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode_indices(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, C, 88, T) -> indices (B, 16), over the (8, 2) latent grid in `index_order`."""
-        z = self.encoder(self._as_frames(frames))  # (B, D, 8, 2)
+        """frames (B, C, 88, T) -> indices (B, 16), over the (8, 2) latent grid in `index_order`:
+        the nearest codes, or with `config.search_candidates` those found by `search_indices`."""
+        frames = self._as_frames(frames)
+        if self.config.search_candidates > 1:
+            return self._from_grid(search_indices(self, frames, self.config.search_candidates,
+                                                  self.config.search_sweeps))
+        z = self.encoder(frames)  # (B, D, 8, 2)
         return self._from_grid(self.quantizer.encode_indices(z.permute(0, 2, 3, 1)))
 
     @torch.no_grad()

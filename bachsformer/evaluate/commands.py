@@ -69,6 +69,8 @@ def run_reconstruct(args) -> int:
     model, grid, state = load_vae(args.vae, device)
     if args.note_cost is not FROM_CHECKPOINT:
         model.config = dataclasses.replace(model.config, note_cost=args.note_cost)
+    if args.search is not None:
+        model.config = dataclasses.replace(model.config, search_candidates=args.search, search_sweeps=args.sweeps)
     files, root = midi_files(args.path)
     out_dir = Path(args.out) if args.out else None
     if out_dir:
@@ -368,6 +370,10 @@ def build_parser() -> CommandParser:
     rec.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     rec.add_argument("--note-cost", type=parse_note_cost, default=FROM_CHECKPOINT, metavar="NATS",
                      help="what a decoded note costs (default: the checkpoint's); 'none' decides each cell on its own")
+    rec.add_argument("--search", type=int, metavar="K",
+                     help="encode by search, trying the K nearest codes at each latent cell (default: the "
+                          "checkpoint's; 0 takes the nearest code)")
+    rec.add_argument("--sweeps", type=int, default=1, help="passes of --search over the latent grid (default 1)")
     rec.set_defaults(run=run_reconstruct)
 
     lik = commands.add_parser("likelihood", help="transformer bits per token per piece")

@@ -399,6 +399,8 @@ def test_forward_rejects_wrong_frame_shape():
     (dict(note_cost="2"), "note_cost"),
     (dict(usage_weight=-0.1), "usage_weight"),
     (dict(usage_temperature=0.0), "usage_temperature"),
+    (dict(search_candidates=-1), "search_candidates"),
+    (dict(search_sweeps=1.5), "search_sweeps"),
 ])
 def test_config_validation_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
@@ -426,6 +428,50 @@ def test_overfits_one_batch(loss):
     on = frames.bool()
     assert recon[on].float().mean() > 0.9, "recall of on cells"
     assert on[recon].float().mean() > 0.8, "precision of on cells"
+
+
+def trained_on_chords(search_candidates: int = 0, **overrides) -> tuple:
+    """(model, frames): a small model trained briefly on random chords, rebuilding them imperfectly."""
+    model = make_model(widths=(16, 32), code_dim=16, n_res_blocks=1, **overrides)
+    frames = random_chords(16, seed=1)
+    train_steps(model, frames, 60, lr=1e-2)
+    model.eval()
+    model.config.search_candidates = search_candidates
+    return model, frames
+
+
+@pytest.mark.parametrize("overrides", [{}, dict(index_order="band", latent_keys=8, latent_steps=2, patch=(4, 4))],
+                         ids=["default grid", "8x2 band by band"])
+def test_search_never_rebuilds_a_frame_worse_than_the_nearest_codes(overrides):
+    from ludovico_vae.search import frame_losses
+    model, frames = trained_on_chords(**overrides)
+    nearest = model.encode_indices(frames)
+    model.config.search_candidates, model.config.search_sweeps = 8, 2
+    searched = model.encode_indices(frames)
+    assert searched.shape == nearest.shape and searched.dtype == nearest.dtype
+    before = frame_losses(model, model.decode_indices(nearest), frames)
+    after = frame_losses(model, model.decode_indices(searched), frames)
+    assert (after <= before + 1e-4).all()
+    assert after.sum() < before.sum(), "the search should find better codes for an under-trained model"
+    changed = (searched != nearest).any(1)
+    assert (after[changed] < before[changed]).all(), "a frame's codes change only for a lower loss"
+    assert torch.equal(model.encode_indices(frames), searched), "the search is deterministic"
+
+
+def test_search_of_one_candidate_or_an_exact_frame_keeps_the_nearest_codes():
+    model, frames = trained_on_chords()
+    nearest = model.encode_indices(frames)
+    model.config.search_candidates = 1
+    assert torch.equal(model.encode_indices(frames), nearest)
+    # a frame the nearest codes rebuild cell for cell is not searched: a model's own decodings
+    # are mostly such frames
+    model.config.search_candidates = 0
+    rebuilt = model.decode_indices(nearest, binary=True)
+    again = model.encode_indices(rebuilt)
+    exact = (model.decode_indices(again, binary=True) == rebuilt).flatten(1).all(1)
+    assert exact.any()
+    model.config.search_candidates = 8
+    assert torch.equal(model.encode_indices(rebuilt)[exact], again[exact])
 
 
 def test_seeded_training_is_repeatable():
