@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-TRIALS_PER_BATCH = 2048  # decoded frames per network call: bounds memory at about 2 MB x 2 channels
+TRIALS_PER_BATCH = 256  # decoded frames per network call: larger batches ran slower on the CPU (cache)
 
 
 def frame_losses(model, logits: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

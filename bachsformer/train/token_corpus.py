@@ -17,6 +17,7 @@ from ludovico_vae.files import atomic_write, sha256_file
 from ludovico_vae.frames import FrameGrid, meter_per_frame
 from ludovico_vae.model import VQVAE
 
+from ..cli import progress
 from ..pair import Style, load_vae
 from ..tokens import TokenPiece, beat_slots, encode_piece, extras_of, future_first, key_of_frames, silent_frame_codes
 from ..tonality import local_keys
@@ -116,7 +117,9 @@ def encode_corpus(model, vae_path, pieces: list, corpus_key: str, device, n_slot
             return _load_tokens(path)
         except Exception:
             path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
-    encoded = [encode_piece(model, piece, device, n_slots, t) for piece in pieces for t in transpositions]
+    # encoding by search (VQVAEConfig.search_candidates) takes minutes: the bar says how many
+    work = progress([(piece, t) for piece in pieces for t in transpositions], "encoding the corpus")
+    encoded = [encode_piece(model, piece, device, n_slots, t) for piece, t in work]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(path) as f:
