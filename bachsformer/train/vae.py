@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -17,13 +18,16 @@ from ludovico_vae.frames import FrameGrid
 from ludovico_vae.model import VQVAE, VQVAEConfig
 from mingpt.trainer import Trainer
 
-from ..checkpoints import CHECKPOINT_FORMAT
+from ..checkpoints import CHECKPOINT_FORMAT, check_matches, load_checkpoint
 from ..errors import ConfigError
 from ..evaluate.reconstruction import evaluate_pieces
 from ..pair import VAE_KIND
 from .config import RunConfig
 from .data import DataConfig, load_corpus, monitor_subset, split_pieces
 from .distributed import World, joined
+
+# settings of how frames are written as codes and read back, not of the weights
+ENCODING_AND_DECODING = ("search_candidates", "search_sweeps", "note_cost")
 
 
 # perplexity under this share of the codebook: most frames share a handful of codes
@@ -49,6 +53,9 @@ class VAETrainConfig(RunConfig):
     # Share of training frames read a random 1 to T-1 cells late, their end taken from the next
     # frame: notes off the corpus' beat grid. Off: it rebuilt fewer held-out notes (docs/results.md).
     time_shift: float = 0.0
+    # a VQ-VAE checkpoint whose weights and codebook start this run (pretrained on a larger corpus,
+    # then fine-tuned here); its grid and model must be the ones this run builds
+    init_from: Optional[str] = None
 
     def __post_init__(self):
         super().__post_init__()
@@ -140,6 +147,21 @@ def time_shift_draws(u: np.ndarray, share: float, steps: int) -> torch.Tensor:
     return torch.where(u[:, 0] < share, offsets, 0)
 
 
+def start_from(model: VQVAE, path, grid: FrameGrid, log=print) -> None:
+    """Load a trained VQ-VAE's weights and codebook into `model`, built for the same grid and config.
+
+    How frames are encoded (`search_candidates`, `search_sweeps`) and decoded (`note_cost`) may
+    differ: they change no weight.
+    """
+    state = load_checkpoint(path, VAE_KIND)
+    mine = model.config.to_dict()
+    for name in ENCODING_AND_DECODING:
+        mine[name] = state["model_config"].get(name, mine[name])
+    check_matches(state, path, {"grid": grid.to_dict(), "model_config": mine})
+    model.load_state_dict(state["model"])
+    log(f"starting from {path} (epoch {state['epoch']})")
+
+
 def train_vae(config: VAERecipe, resume: bool = False, log=print, progress: bool = True, on_step=None) -> dict:
     """Train (or resume) a VQ-VAE as `config` says; returns the last evaluation's metrics.
 
@@ -194,6 +216,8 @@ def _train_vae(config: VAERecipe, world: World, resume: bool, log, progress: boo
         if world.is_main:
             metrics.truncate_after(trainer.step)
         log(f"resumed {run.last} at epoch {start_epoch}, step {trainer.step}")
+    elif train.init_from:
+        start_from(model, train.init_from, grid, log)
 
     def checkpoint(epoch: int, row: dict, rng: dict) -> dict:
         return {"kind": VAE_KIND, "format": CHECKPOINT_FORMAT, "model_config": model_config.to_dict(),

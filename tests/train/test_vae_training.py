@@ -153,6 +153,26 @@ def test_exported_weights_load_and_reconstruct(tiny_corpus, tmp_path, capsys):
     assert searched["codes_used"] != nearest["codes_used"], (nearest, searched)
 
 
+def test_a_run_starts_from_a_pretrained_vae_of_the_same_model(tiny_corpus, tmp_path):
+    pretrained = tmp_path / "pretrained"
+    train_vae(_config(tiny_corpus, pretrained, "--train.epochs=1"), log=_quiet, progress=False)
+    # a vanishing learning rate: the weights the fine-tuning starts from are all it has (the
+    # codebook's EMA still moves, as it does in any training step)
+    said = []
+    train_vae(_config(tiny_corpus, tmp_path / "tuned", "--train.epochs=1", "--train.lr=1e-12",
+                      f"--train.init_from={pretrained / 'last.pt'}", "--model.search_candidates=4"),
+              log=said.append, progress=False)
+    assert any(f"starting from {pretrained / 'last.pt'}" in line for line in said)
+    before, after = (load_checkpoint(run / "last.pt")["model"] for run in (pretrained, tmp_path / "tuned"))
+    weights = [name for name in before if "encoder" in name or "decoder" in name]
+    assert weights and all(torch.allclose(before[name], after[name], atol=1e-8) for name in weights)
+    fresh = load_checkpoint(tmp_path / "tuned" / "last.pt")["model_config"]
+    assert fresh["search_candidates"] == 4  # how frames are encoded is this run's to choose
+    with pytest.raises(CheckpointError, match="codebook_size"):
+        train_vae(_config(tiny_corpus, tmp_path / "other", "--train.epochs=1", "--model.codebook_size=16",
+                          f"--train.init_from={pretrained / 'last.pt'}"), log=_quiet, progress=False)
+
+
 def test_a_checkpoint_of_the_wrong_kind_is_refused(tmp_path):
     torch.save({"kind": "transformer"}, tmp_path / "t.pt")
     with pytest.raises(CheckpointError, match="expected a vae checkpoint"):
