@@ -88,16 +88,22 @@ class VectorQuantizer(nn.Module):
         """`z` on the unit sphere when codes are compared by angle, else `z` itself."""
         return F.normalize(z, dim=-1) if self.normalize else z
 
-    def encode_indices(self, z: torch.Tensor) -> torch.Tensor:
-        """Index of the nearest code for each vector: `(..., D) -> (...)` long."""
+    def code_scores(self, z: torch.Tensor) -> torch.Tensor:
+        """How far each code lies from each vector, lower nearer: `(..., D) -> (..., K)`.
+
+        The squared distance without the ||z||^2 term, which is the same for every code.
+        """
         if z.shape[-1] != self.code_dim:
             raise ValueError(f"vectors must have {self.code_dim} components, got shape {tuple(z.shape)}")
         # fp32 even under autocast: half-precision distances would pick wrong codes
         with torch.autocast(z.device.type, enabled=False):
             flat = self._unit(z.reshape(-1, self.code_dim).float())  # (N, D)
-            # squared distance without the ||z||^2 term, which is the same for every code
             scores = self.codebook.pow(2).sum(1) - 2.0 * flat @ self.codebook.t()  # (N, K)
-        return scores.argmin(1).view(z.shape[:-1])
+        return scores.view(*z.shape[:-1], -1)
+
+    def encode_indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code for each vector: `(..., D) -> (...)` long."""
+        return self.code_scores(z).argmin(-1)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Code vectors for indices: `(...) -> (..., D)`."""

@@ -50,19 +50,15 @@ def search_indices(model, frames: torch.Tensor, candidates: int, sweeps: int = 1
     """
     cfg = model.config
     z = model.encoder(frames).permute(0, 2, 3, 1)  # (B, keys, steps, D)
-    z = z.reshape(len(frames), -1, cfg.code_dim)  # latent cells row-major
-    quantizer = model.quantizer
-    codebook = quantizer._unit(quantizer.codebook)
-    with torch.autocast(frames.device.type, enabled=False):
-        vectors = quantizer._unit(z.float())
-        scores = codebook.pow(2).sum(1) - 2.0 * vectors @ codebook.t()  # (B, cells, codebook)
+    # (B, cells, codebook), the latent cells row-major
+    scores = model.quantizer.code_scores(z.reshape(len(frames), -1, cfg.code_dim))
     k = min(candidates, cfg.codebook_size)
     nearest = scores.topk(k, dim=-1, largest=False).indices  # (B, cells, k)
     grid = scores.argmin(-1)  # (B, cells): the nearest codes, ties broken as `encode_indices` breaks them
     shape = (-1, *cfg.latent_shape)
 
     def decode(cells: torch.Tensor) -> torch.Tensor:
-        q = quantizer.decode_indices(cells.reshape(shape))
+        q = model.quantizer.decode_indices(cells.reshape(shape))
         return model.decoder(q.permute(0, 3, 1, 2))
 
     todo = torch.arange(len(frames), device=frames.device)
