@@ -25,7 +25,8 @@ from ludovico_vae.files import atomic_write
 from ludovico_vae.frames import fit_to_keyboard, score_to_piece
 from ludovico_vae.midi import MidiError, keyboard_reference, read_midi, score_to_midi
 
-from ..cli import CommandParser, format_table, midi_files, progress, refuse_overwrite, relative_label, run_main, write_json
+from ..cli import (CommandParser, format_table, midi_files, positive_int, progress, refuse_overwrite, relative_label,
+                   run_main, write_json)
 from ..corpus.goldberg import GOLDBERG_HELD_OUT
 from ..errors import CommandError
 from ..pair import load_pair, load_vae
@@ -370,10 +371,11 @@ def build_parser() -> CommandParser:
     rec.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     rec.add_argument("--note-cost", type=parse_note_cost, default=FROM_CHECKPOINT, metavar="NATS",
                      help="what a decoded note costs (default: the checkpoint's); 'none' decides each cell on its own")
-    rec.add_argument("--search", type=int, metavar="K",
+    rec.add_argument("--search", type=positive_int, metavar="K",
                      help="encode by search, trying the K nearest codes at each latent cell (default: the "
-                          "checkpoint's; 0 takes the nearest code)")
-    rec.add_argument("--sweeps", type=int, default=1, help="passes of --search over the latent grid (default 1)")
+                          "checkpoint's; 1 takes the nearest code)")
+    rec.add_argument("--sweeps", type=positive_int, default=1,
+                     help="passes of --search over the latent grid (default 1)")
     rec.set_defaults(run=run_reconstruct)
 
     lik = commands.add_parser("likelihood", help="transformer bits per token per piece")

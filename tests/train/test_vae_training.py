@@ -151,6 +151,8 @@ def test_exported_weights_load_and_reconstruct(tiny_corpus, tmp_path, capsys):
                           "--json", str(tmp_path / "r8.json")]) == 0
     nearest, searched = (json.loads((tmp_path / name).read_text())["summary"] for name in ("r.json", "r8.json"))
     assert searched["codes_used"] != nearest["codes_used"], (nearest, searched)
+    assert evaluate_main(["reconstruct", "--vae", str(tmp_path / "vae.pt"), str(tiny_corpus), "--search", "0"]) == 2
+    assert "--search: must be at least 1" in capsys.readouterr().err
 
 
 def test_a_run_starts_from_a_pretrained_vae_of_the_same_model(tiny_corpus, tmp_path):
