@@ -83,6 +83,9 @@ class VQVAEConfig:
     # with its nearest code; more chooses, cell by cell, the code the decoder rebuilds the frame from best
     search_candidates: int = 0
     search_sweeps: int = 1  # passes of that search over the latent grid
+    # decode the search's trials in bfloat16: twice as fast on a CPU with bf16 units, and as good
+    # (docs/results.md); which code wins a close trial may differ from fp32
+    search_bf16: bool = False
 
     def __post_init__(self):
         for name in ("latent_keys", "latent_steps", "codebook_size", "code_dim"):
@@ -110,8 +113,9 @@ class VQVAEConfig:
                      "usage_temperature"):
             if not _is_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
-        if type(self.normalize_codes) is not bool:
-            raise ValueError(f"normalize_codes must be true or false, got {self.normalize_codes!r}")
+        for name in ("normalize_codes", "search_bf16"):
+            if type(getattr(self, name)) is not bool:
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.dead_code_restart not in RESTARTS:
             raise ValueError(f"dead_code_restart must be one of {', '.join(RESTARTS)}, "
                              f"got {self.dead_code_restart!r}")
@@ -405,7 +409,7 @@ class VQVAE(nn.Module):
         frames = self._as_frames(frames)
         if self.config.search_candidates > 1:
             return self._from_grid(search_indices(self, frames, self.config.search_candidates,
-                                                  self.config.search_sweeps))
+                                                  self.config.search_sweeps, self.config.search_bf16))
         z = self.encoder(frames)  # (B, D, 8, 2)
         return self._from_grid(self.quantizer.encode_indices(z.permute(0, 2, 3, 1)))
 

@@ -41,12 +41,12 @@ def cells_near_errors(model, logits: torch.Tensor, frames: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def search_indices(model, frames: torch.Tensor, candidates: int, sweeps: int = 1) -> torch.Tensor:
+def search_indices(model, frames: torch.Tensor, candidates: int, sweeps: int = 1, bf16: bool = False) -> torch.Tensor:
     """frames (B, C, K, T) -> indices (B, n_indices) found by coordinate descent from the nearest codes.
 
     `candidates` codes are tried at each latent cell near a wrongly rebuilt cell of the frame
     (`cells_near_errors`; 1 gives the nearest codes back), `sweeps` times over the grid; a frame
-    rebuilt exactly, or one a sweep leaves unchanged, is done.
+    rebuilt exactly, or one a sweep leaves unchanged, is done. `bf16` decodes the trials in bfloat16.
     """
     cfg = model.config
     z = model.encoder(frames).permute(0, 2, 3, 1)  # (B, keys, steps, D)
@@ -59,7 +59,8 @@ def search_indices(model, frames: torch.Tensor, candidates: int, sweeps: int = 1
 
     def decode(cells: torch.Tensor) -> torch.Tensor:
         q = model.quantizer.decode_indices(cells.reshape(shape))
-        return model.decoder(q.permute(0, 3, 1, 2))
+        with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=bf16):
+            return model.decoder(q.permute(0, 3, 1, 2)).float()
 
     todo = torch.arange(len(frames), device=frames.device)
     rows = max(1, TRIALS_PER_BATCH // k)

@@ -71,7 +71,8 @@ def run_reconstruct(args) -> int:
     if args.note_cost is not FROM_CHECKPOINT:
         model.config = dataclasses.replace(model.config, note_cost=args.note_cost)
     if args.search is not None:
-        model.config = dataclasses.replace(model.config, search_candidates=args.search, search_sweeps=args.sweeps)
+        model.config = dataclasses.replace(model.config, search_candidates=args.search, search_sweeps=args.sweeps,
+                                           search_bf16=args.bf16)
     files, root = midi_files(args.path)
     out_dir = Path(args.out) if args.out else None
     if out_dir:
@@ -376,6 +377,8 @@ def build_parser() -> CommandParser:
                           "checkpoint's; 1 takes the nearest code)")
     rec.add_argument("--sweeps", type=positive_int, default=1,
                      help="passes of --search over the latent grid (default 1)")
+    rec.add_argument("--bf16", action="store_true", help="decode --search's trials in bfloat16 (twice as fast on a CPU "
+                                                          "with bf16 units)")
     rec.set_defaults(run=run_reconstruct)
 
     lik = commands.add_parser("likelihood", help="transformer bits per token per piece")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,21 +118,44 @@ def encode_corpus(model, vae_path, pieces: list, corpus_key: str, device, n_slot
             return _load_tokens(path)
         except Exception:
             path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
-    # encoding by search (VQVAEConfig.search_candidates) takes minutes: the bar says how many
-    work = progress([(piece, t) for piece in pieces for t in transpositions], "encoding the corpus")
-    encoded = [encode_piece(model, piece, device, n_slots, t) for piece, t in work]
+    # encoding by search (VQVAEConfig.search_candidates) takes up to an hour: the bar says how many,
+    # and each (piece, transposition) is kept as it is done, so an interrupted run resumes there
+    parts = path.with_suffix(".parts")
+    work = progress(list(enumerate((piece, t) for piece in pieces for t in transpositions)), "encoding the corpus")
+    encoded = [_encoded_part(parts / f"{i:06d}.npz", lambda: encode_piece(model, piece, device, n_slots, t))
+               for i, (piece, t) in work]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:
-            np.savez(f, names=np.array([p.name for p in encoded]), transpose=np.array([p.transpose for p in encoded]),
-                     lengths=np.array([len(p) for p in encoded]),
-                     tokens=np.concatenate([p.tokens for p in encoded]),
-                     slots=np.concatenate([p.beat_slots for p in encoded]),
-                     local_keys=np.concatenate([p.local_keys for p in encoded]),
-                     bars=np.concatenate([p.bars for p in encoded]), keys=np.array([p.key for p in encoded]))
+        _save_tokens(path, encoded)
+        shutil.rmtree(parts, ignore_errors=True)
     except OSError:
         pass  # an unwritable cache only costs time
     return encoded
+
+
+def _encoded_part(part: Path, encode) -> TokenPiece:
+    """One encoded (piece, transposition): from its part file when an earlier run wrote it."""
+    if part.exists():
+        try:
+            return _load_tokens(part)[0]
+        except Exception:
+            part.unlink(missing_ok=True)
+    encoded = encode()
+    try:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        _save_tokens(part, [encoded])
+    except OSError:
+        pass
+    return encoded
+
+
+def _save_tokens(path: Path, encoded: list) -> None:
+    with atomic_write(path) as f:
+        np.savez(f, names=np.array([p.name for p in encoded]), transpose=np.array([p.transpose for p in encoded]),
+                 lengths=np.array([len(p) for p in encoded]),
+                 tokens=np.concatenate([p.tokens for p in encoded]),
+                 slots=np.concatenate([p.beat_slots for p in encoded]),
+                 local_keys=np.concatenate([p.local_keys for p in encoded]),
+                 bars=np.concatenate([p.bars for p in encoded]), keys=np.array([p.key for p in encoded]))
 
 
 def _load_tokens(path) -> list:

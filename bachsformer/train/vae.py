@@ -27,7 +27,7 @@ from .data import DataConfig, load_corpus, monitor_subset, split_pieces
 from .distributed import World, joined
 
 # settings of how frames are written as codes and read back, not of the weights
-ENCODING_AND_DECODING = ("search_candidates", "search_sweeps", "note_cost")
+ENCODING_AND_DECODING = ("search_candidates", "search_sweeps", "search_bf16", "note_cost")
 
 
 # perplexity under this share of the codebook: most frames share a handful of codes

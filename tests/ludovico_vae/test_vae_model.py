@@ -401,6 +401,7 @@ def test_forward_rejects_wrong_frame_shape():
     (dict(usage_temperature=0.0), "usage_temperature"),
     (dict(search_candidates=-1), "search_candidates"),
     (dict(search_sweeps=1.5), "search_sweeps"),
+    (dict(search_bf16=1), "search_bf16"),
 ])
 def test_config_validation_names_the_field(overrides, field):
     with pytest.raises(ValueError, match=field):
@@ -456,6 +457,20 @@ def test_search_never_rebuilds_a_frame_worse_than_the_nearest_codes(overrides):
     changed = (searched != nearest).any(1)
     assert (after[changed] < before[changed]).all(), "a frame's codes change only for a lower loss"
     assert torch.equal(model.encode_indices(frames), searched), "the search is deterministic"
+
+
+def test_search_in_bf16_rebuilds_better_than_the_nearest_codes_and_repeats():
+    from ludovico_vae.search import frame_losses
+    model, frames = trained_on_chords()
+    nearest = model.encode_indices(frames)
+    model.config.search_candidates, model.config.search_sweeps = 8, 2
+    in_fp32 = frame_losses(model, model.decode_indices(model.encode_indices(frames)), frames).sum()
+    model.config.search_bf16 = True
+    searched = model.encode_indices(frames)
+    before = frame_losses(model, model.decode_indices(nearest), frames).sum()
+    after = frame_losses(model, model.decode_indices(searched), frames).sum()  # judged in fp32
+    assert after < before and after < in_fp32 + 0.2 * (before - in_fp32), "about as good as the fp32 search"
+    assert torch.equal(model.encode_indices(frames), searched), "the bf16 search is deterministic"
 
 
 def test_search_of_one_candidate_or_an_exact_frame_keeps_the_nearest_codes():

@@ -302,3 +302,37 @@ def test_a_pair_loads_and_a_foreign_vae_is_refused(tiny_corpus, tiny_vae, tmp_pa
 def test_transpositions_must_include_the_pieces_as_written(tiny_corpus, tiny_vae, tmp_path):
     with pytest.raises(ConfigError, match="transpositions"):
         _config(tiny_corpus, tiny_vae, tmp_path / "run", "--data.transpositions=[1, 2]")
+
+
+def test_an_interrupted_encoding_resumes_where_it_stopped(tiny_corpus, tiny_vae, tmp_path, monkeypatch):
+    from bachsformer.pair import load_vae
+    from bachsformer.train.data import DataConfig, load_corpus
+    vae, grid, _ = load_vae(tiny_vae, "cpu")
+    pieces, corpus_key = load_corpus(DataConfig(midi_dir=str(tiny_corpus), cache_dir=str(tmp_path / "frames")), grid,
+                                     log=_quiet)
+
+    def encode(cache):
+        return token_corpus.encode_corpus(vae, tiny_vae, pieces, corpus_key, "cpu", 12, (0, 5), str(cache))
+
+    whole = encode(tmp_path / "whole" / "frames")
+    calls, real = [], token_corpus.encode_piece
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(args[1].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(token_corpus, "encode_piece", interrupted)
+    cache = tmp_path / "cut" / "frames"
+    with pytest.raises(KeyboardInterrupt):
+        encode(cache)
+    calls.clear()
+    monkeypatch.setattr(token_corpus, "encode_piece", lambda *a, **k: calls.append(a[1].name) or real(*a, **k))
+    resumed = encode(cache)
+    assert len(calls) == len(whole) - 3, "only what the interrupted run had not done is encoded again"
+    assert [(p.name, p.transpose) for p in resumed] == [(p.name, p.transpose) for p in whole]
+    for a, b in zip(resumed, whole):
+        assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.bars, b.bars) and a.key == b.key
+    assert not list((tmp_path / "cut" / "tokens").glob("*.parts")), "the parts go once the whole is written"
+    assert len(list((tmp_path / "cut" / "tokens").glob("*.npz"))) == 1
