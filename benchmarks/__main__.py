@@ -9,6 +9,7 @@ limit of the machine it runs on and the original implementation's figure.
     transformer_training  transformer training, tokens per second (the bundled GPT), fp32 and bf16
     sampling              sampling, tokens per second at batch 1 and 32, 2,048 and 8,192 tokens
     generate              `python generate.py` as a whole process, seconds
+    editing               regenerating 4 bars and harmonising 16, in process, seconds
 
 Every run is a fresh process, so imports are cold and its peak RSS (`ru_maxrss` as `wait4`
 reports it for that child alone) is its own. After `--warmup-runs` untimed runs (default 1; 0
@@ -49,6 +50,7 @@ BENCHMARKS = {  # name: (module, what one run measures)
     "transformer_training": ("benchmarks.transformer_training", "transformer training throughput, tokens per second"),
     "sampling": ("benchmarks.sampling", "sampling throughput, tokens per second"),
     "generate": ("benchmarks.generate_script", "python generate.py, whole process"),
+    "editing": ("benchmarks.editing", "regenerating 4 bars of 32, harmonising 16 bars, in process"),
 }
 WHOLE_PROCESS = {"generate"}  # timed as the user's own command, not through a child of this runner
 

@@ -30,7 +30,8 @@ ORIGINAL = {
     ("sampling", "batch1_len8192_tokens_per_s"): {1: 130, 2: 147},
     ("generate", "process_wall_s"): {1: 13.8, 2: 20.3},
 }
-SECONDS = {"round_trip_s", "to_frames_s", "process_wall_s", "cold_s", "warm_s", "to_midi_s"}  # lower is better
+SECONDS = {"round_trip_s", "to_frames_s", "process_wall_s", "cold_s", "warm_s", "to_midi_s", "regenerate_4_bars_s",
+           "harmonise_16_bars_s"}  # lower is better
 SHOWN = {  # the figures the table prints, in order; the JSON holds every figure
     "frames": ["cold_s", "warm_s", "to_frames_s", "round_trip_s"],
     "vae_training": ["samples_per_s", "bf16_samples_per_s"],
@@ -38,6 +39,7 @@ SHOWN = {  # the figures the table prints, in order; the JSON holds every figure
     "sampling": ["batch1_len2048_tokens_per_s", "batch1_len8192_tokens_per_s", "batch32_len2048_tokens_per_s",
                  "batch32_len8192_tokens_per_s", "batch32_len2048_2_threads_tokens_per_s"],
     "generate": ["process_wall_s", "music_s"],
+    "editing": ["regenerate_4_bars_s", "harmonise_16_bars_s"],
 }
 
 

@@ -28,6 +28,7 @@ FIGURES = {  # figures each benchmark must report, besides process_wall_s and pe
     "transformer_training": {"tokens_per_s", "cpu_tokens_per_s", "s_per_step"},
     "sampling": {f"batch{b}_len{n}_tokens_per_s" for b in (1, 32) for n in (32, 64)},
     "generate": {"music_s"},
+    "editing": {"regenerate_4_bars_s", "harmonise_16_bars_s"},
 }
 
 
