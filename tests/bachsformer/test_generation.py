@@ -409,3 +409,18 @@ def test_candidates_are_drawn_until_one_passes_and_the_best_first_is_kept(plan_m
     chosen = plan_model._choose(draw, 4, [None, None], 3)
     assert [row[3] for row in chosen.tolist()] == [0, 2, 1]  # candidate kept per sample
     assert drawn == [([0, 1, 2], 0), ([1, 2], 1), ([1, 2], 2), ([2], 3)]  # sample 0 passed at once
+
+
+def test_a_minor_key_draws_more_candidates_for_each_half(plan_model, monkeypatch):
+    from bachsformer.generation import MINOR_KEY_DRAWS
+    from bachsformer.tonality import parse_key
+    budgets, choose = [], plan_model._choose
+
+    def spy(draw, k, checks, n):
+        budgets.append(k)
+        return choose(draw, k, checks, n)
+
+    monkeypatch.setattr(plan_model, "_choose", spy)
+    plan_model.generate(seed=0, key=parse_key("D minor"), candidates=3, meter=(3, 4))
+    plan_model.generate(seed=0, key=parse_key("D major"), candidates=3, meter=(3, 4))
+    assert budgets == [3 * MINOR_KEY_DRAWS] * 2 + [3, 3]
