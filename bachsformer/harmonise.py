@@ -112,7 +112,11 @@ def search(model, extras: np.ndarray, best, n: int, k: int, temperature: float, 
                 drawn[:, t] = tok
                 extra = None if embedded is None else embedded[:, frame * per + t]
                 logits = decoder.fast_step(tok, extra)
-            kept = best(frame, model.vae.decode_pieces(drawn[:, None]))
+            # decoded after the frame chosen before, note by note across the seam, as the whole
+            # piece will be: alone, a held note would read as struck anew or not at all
+            pieces = drawn[:, None] if frame == 0 else torch.cat([torch.from_numpy(out[frame - 1]).expand(k, 1, per),
+                                                                   drawn[:, None]], dim=1)
+            kept = best(frame, model.vae.decode_pieces(pieces)[:, -1:])
             decoder.keep_row(kept)
             logits = logits[kept:kept + 1].expand(k, -1).clone()
             out[frame] = drawn[kept].numpy()
