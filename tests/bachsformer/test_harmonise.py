@@ -171,3 +171,23 @@ def test_the_search_avoids_parallel_fifths_under_the_line():
         second[row, 0, :, 48, 0] = 1
         second[row, 0, 1, bass, :] = second[row, 0, 0, bass, 0] = 1
     assert scorer(1, second) == 1
+
+
+def test_candidates_are_decoded_after_the_frame_chosen_before(model, chorale, monkeypatch):
+    # held notes must read as the finished piece will read them, across the seam with the past
+    from bachsformer import harmonise as harmonise_module
+    decoded, kept, decode = [], [], model.vae.decode_pieces
+    monkeypatch.setattr(model.vae, "decode_pieces", lambda indices, *a, **k: decoded.append(indices.clone())
+                        or decode(indices, *a, **k))
+    scorer = harmonise_module._LineScorer.__call__
+    monkeypatch.setattr(harmonise_module._LineScorer, "__call__",
+                        lambda self, frame, candidates: kept.append(scorer(self, frame, candidates)) or kept[-1])
+    piece = model.harmonise(chorale, "top", seed=0)[0]
+    per_frame = decoded[:-1]  # the last call decodes the finished piece
+    tokens = piece.tokens.reshape(-1, model.indices_per_frame)
+    assert len(per_frame) == len(tokens) and per_frame[0].shape[1] == 1
+    for frame in range(1, len(tokens)):
+        pieces = per_frame[frame]
+        assert pieces.shape[1] == 2
+        assert (pieces[:, 0] == torch.from_numpy(tokens[frame - 1])).all(), "the past is the frame chosen before"
+        assert torch.equal(pieces[kept[frame], 1], torch.from_numpy(tokens[frame]))
