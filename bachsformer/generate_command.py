@@ -126,9 +126,9 @@ def _run(args, prog: str) -> None:
     if args.key_plan and "local_key" not in model.extra_inputs:
         raise CommandError("--key-plan needs a model trained with local keys; this one plans its own keys "
                            "(ask for one with --key)")
-    if args.key_guidance is not None and "key" not in model.extra_inputs:
-        raise CommandError("--key-guidance needs a model with the transposition input; this one is told its key "
-                           "(ask for one with --key)")
+    if args.key_guidance is not None and not model.guided_key_input:
+        raise CommandError("--key-guidance needs a model with a key input (the transposition or the piece's key); "
+                           "this one has neither")
     paths = output_paths(args, sample_names(args))
     prompt = None
     if args.prompt:
@@ -210,7 +210,7 @@ def build_parser(prog: str = PROG) -> CommandParser:
     parser.add_argument("--program", type=int, default=HARPSICHORD,
                         help="General MIDI program, 0-based (default: %(default)s, harpsichord; 0: piano)")
     parser.add_argument("--key-guidance", type=float, metavar="W",
-                        help="pull toward the corpus' key, away from a whole tone off it; 0 turns it off "
+                        help="pull toward the key the piece is written in, away from a whole tone off it; 0 turns it off "
                              "(default: the API's, 0.7, and 0 with --prompt)")
     parser.add_argument("--key-plan", metavar="PIECE", help="follow the local keys of this training piece, e.g. "
                         "988-v01 (models trained with local keys; default: one the seed picks)")

@@ -36,11 +36,12 @@ DEFAULT_CANDIDATES = 4  # at most, for each half of a binary piece: drawn until 
 # a half in a minor key may draw this many times as many: 3 of the 28 training pieces are minor, and
 # with 4 candidates 77% of minor pieces were in the key asked for, against 98% of major ones
 MINOR_KEY_DRAWS = 2
-# Key guidance (classifier-free guidance over the key input): each step draws from
-# log p(key 0) + w * (log p(key 0) - mean log p(key +-2)), away from what the model would write a
-# whole tone higher or lower, a bias its samples share. w = 0.7, chosen on seeds 10-12 and
-# reported on others (docs/results.md); 0 turns it off. A prompt may be in another key than the
-# corpus', so a continuation is unguided unless asked.
+# Key guidance (classifier-free guidance over the key input, `guided_key_input`): each step draws from
+# log p(key K) + w * (log p(key K) - mean log p(key K +-2)), away from what the model would write a
+# whole tone higher or lower, a bias its samples share (notes outside the key). w = 0.7, chosen on
+# seeds 10-12 (transposition input) and 10-29 (the piece's key) and reported on others
+# (docs/results.md); 0 turns it off. A prompt may be in another key than the one the model is
+# told, so a continuation is unguided unless asked.
 DEFAULT_KEY_GUIDANCE = 0.7
 DEFAULT_TOP_P = 1.0  # no nucleus: with key guidance, cutting the tail only cuts the bass
 KEY_CONTRASTS = (2, -2)
@@ -136,6 +137,11 @@ class Bachsformer:
         return None if extras is None else extras.to(self.device)
 
     @property
+    def guided_key_input(self) -> str | None:
+        """The input key guidance moves: the transposition, else the key the piece is written in."""
+        return next((name for name in ("key", "piece_key") if name in self.extra_inputs), None)
+
+    @property
     def plans(self) -> bool:
         """Whether the transformer knows the form and key of the piece it writes."""
         return {"piece_key", "section"} <= set(self.extra_inputs)
@@ -196,12 +202,12 @@ class Bachsformer:
         I or V, B's on the tonic chord in root position); 1 takes what the model writes first. The piece then ends on its last bar's
         downbeat chord, held. `top_p` defaults to `DEFAULT_TOP_P` (1: the whole distribution). A model trained
         with local keys follows the key plan of a training piece: `key_plan` names one, else the
-        seed picks. `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with the
-        transposition input; None means DEFAULT_KEY_GUIDANCE without a prompt and 0 with one.
+        seed picks. `key_guidance` (see DEFAULT_KEY_GUIDANCE) applies to a model with a key input (the
+        transposition or the piece's key); None means DEFAULT_KEY_GUIDANCE without a prompt and 0 with one.
         """
         form = form or (self.pair.style.form if self.plans and prompt is None else "through")
         if key_guidance is None:
-            key_guidance = DEFAULT_KEY_GUIDANCE if prompt is None and "key" in self.extra_inputs else 0.0
+            key_guidance = DEFAULT_KEY_GUIDANCE if prompt is None and self.guided_key_input else 0.0
         if form not in FORMS:
             raise GenerationError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
         if form == "binary" and (prompt is not None or not self.plans):
@@ -284,8 +290,10 @@ class Bachsformer:
         """(S, n_new_frames * 16) tokens after `prompt_tokens` (S, T0), each sample with its own seed."""
         generator = [torch.Generator().manual_seed(s) for s in seeds]
         guidance = {}
-        if options["key_guidance"] and "key" in self.extra_inputs:
-            contrasts = _with_keys(extras, self.extra_inputs.index("key"), self.unkeyed)
+        if options["key_guidance"] and self.guided_key_input:
+            column = self.extra_inputs.index(self.guided_key_input)
+            contrasts = _with_keys(extras, column, self.unkeyed) if self.guided_key_input == "key" \
+                else _with_piece_keys(extras, column)
             guidance = {"guidance": float(options["key_guidance"]), "contrast_extras": contrasts}
         out = self.transformer.generate(prompt_tokens, n_new_frames * self.indices_per_frame,
                                         temperature=options["temperature"], top_k=options["top_k"],
@@ -520,6 +528,17 @@ def _with_keys(extras: torch.Tensor, column: int, unkeyed: bool = False) -> torc
     contrasts = extras[None].repeat(len(KEY_CONTRASTS), 1, 1, 1)
     for i, semitones in enumerate(KEY_CONTRASTS):
         contrasts[i, ..., column] = (extras[..., column] + semitones) % KEYS
+    return contrasts
+
+
+def _with_piece_keys(extras: torch.Tensor, column: int) -> torch.Tensor:
+    """(K, *extras.shape): the extras with the piece's key moved by each of KEY_CONTRASTS, its
+    mode kept (D minor -> E minor, C minor); "no key" stays."""
+    keys = extras[..., column]
+    contrasts = extras[None].repeat(len(KEY_CONTRASTS), 1, 1, 1)
+    for i, semitones in enumerate(KEY_CONTRASTS):
+        moved = (keys % KEYS + semitones) % KEYS + KEYS * (keys // KEYS)
+        contrasts[i, ..., column] = torch.where(keys < PIECE_KEYS, moved, keys)
     return contrasts
 
 

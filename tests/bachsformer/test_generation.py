@@ -194,6 +194,30 @@ def test_key_guidance_contrasts_the_key_a_whole_tone_either_side(model, monkeypa
     assert "guidance" not in _guidance_seen(model, monkeypatch)
 
 
+def test_key_guidance_of_a_planning_model_moves_the_pieces_key_and_keeps_its_mode(plan_model, monkeypatch):
+    from bachsformer.tokens import PIECE_KEYS
+    from bachsformer.tonality import parse_key
+    column = plan_model.extra_inputs.index("piece_key")
+    for asked, up, down in [("D minor", "E minor", "C minor"), ("B major", "C# major", "A major")]:
+        seen = _guidance_seen(plan_model, monkeypatch, key=parse_key(asked), form="through")
+        extras, contrasts = seen["extras"], seen["contrast_extras"]
+        assert (extras[..., column] == parse_key(asked)).all()
+        assert (contrasts[0, ..., column] == parse_key(up)).all() and (contrasts[1, ..., column] == parse_key(down)).all()
+        others = [i for i in range(extras.shape[-1]) if i != column]
+        assert torch.equal(contrasts[..., others], extras[None, ..., others].expand(2, -1, -1, -1))
+    from bachsformer.generation import _with_piece_keys
+    unknown = torch.full((1, 3, len(plan_model.extra_inputs)), PIECE_KEYS)
+    assert (_with_piece_keys(unknown, column)[..., column] == PIECE_KEYS).all(), "no key stays no key"
+
+
+def test_key_guidance_needs_a_key_input(tiny_corpus, tiny_vae, tmp_path, capsys):
+    from conftest import _tiny_pair
+    plain = _tiny_pair(tmp_path / "plain", tiny_corpus, tiny_vae, "--data.extra_inputs=[frame_index, beat]")
+    assert generate.main(["--checkpoint-dir", str(plain), "--bars", "1", "--seed", "0", "--key-guidance", "0.5",
+                          "--out", str(tmp_path / "out")]) == 2
+    assert "--key-guidance needs a model with a key input" in capsys.readouterr().err
+
+
 def test_key_guidance_changes_the_piece_and_stays_deterministic(model):
     guided = model.generate(bars=2, seed=3)[0].tokens
     assert np.array_equal(guided, model.generate(bars=2, seed=3)[0].tokens)
@@ -391,8 +415,6 @@ def test_bars_imply_a_through_composed_piece_and_binary_refuses_them(tiny_plan_p
     assert "2bars" in written and "binary" not in written
     assert generate.main(base + ["--form", "binary", "--bars", "2", "--out", str(tmp_path / "b")]) == 2
     assert "--bars applies to a through-composed piece" in capsys.readouterr().err
-    assert generate.main(base + ["--key-guidance", "0.5", "--out", str(tmp_path / "c")]) == 2
-    assert "--key-guidance needs a model with the transposition input" in capsys.readouterr().err
 
 
 
