@@ -208,6 +208,11 @@ def test_key_guidance_of_a_planning_model_moves_the_pieces_key_and_keeps_its_mod
     from bachsformer.generation import _with_piece_keys
     unknown = torch.full((1, 3, len(plan_model.extra_inputs)), PIECE_KEYS)
     assert (_with_piece_keys(unknown, column)[..., column] == PIECE_KEYS).all(), "no key stays no key"
+    # trained with key dropout: unguided unless asked, and then contrasted with "no key"
+    monkeypatch.setattr(plan_model, "unkeyed", True)
+    assert "guidance" not in _guidance_seen(plan_model, monkeypatch, form="through")
+    contrasts = _guidance_seen(plan_model, monkeypatch, form="through", key_guidance=0.5)["contrast_extras"]
+    assert contrasts.shape[0] == 1 and (contrasts[0, ..., column] == PIECE_KEYS).all()
 
 
 def test_key_guidance_needs_a_key_input(tiny_corpus, tiny_vae, tmp_path, capsys):
