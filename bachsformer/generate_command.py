@@ -211,7 +211,8 @@ def build_parser(prog: str = PROG) -> CommandParser:
                         help="General MIDI program, 0-based (default: %(default)s, harpsichord; 0: piano)")
     parser.add_argument("--key-guidance", type=float, metavar="W",
                         help="pull toward the key the piece is written in, away from a whole tone off it; 0 turns it off "
-                             "(default: the API's: 0.7, but 0 with --prompt and for the chorale style)")
+                             "(try 0.7: more notes in the key, 1.5x the time; default 0 for a model told its "
+                             "piece's key and with --prompt, else 0.7)")
     parser.add_argument("--key-plan", metavar="PIECE", help="follow the local keys of this training piece, e.g. "
                         "988-v01 (models trained with local keys; default: one the seed picks)")
     parser.add_argument("--prompt", metavar="FILE.mid", help="continue this piece")

@@ -198,8 +198,9 @@ def test_key_guidance_of_a_planning_model_moves_the_pieces_key_and_keeps_its_mod
     from bachsformer.tokens import PIECE_KEYS
     from bachsformer.tonality import parse_key
     column = plan_model.extra_inputs.index("piece_key")
+    assert "guidance" not in _guidance_seen(plan_model, monkeypatch, form="through"), "guided when asked"
     for asked, up, down in [("D minor", "E minor", "C minor"), ("B major", "C# major", "A major")]:
-        seen = _guidance_seen(plan_model, monkeypatch, key=parse_key(asked), form="through")
+        seen = _guidance_seen(plan_model, monkeypatch, key=parse_key(asked), form="through", key_guidance=0.7)
         extras, contrasts = seen["extras"], seen["contrast_extras"]
         assert (extras[..., column] == parse_key(asked)).all()
         assert (contrasts[0, ..., column] == parse_key(up)).all() and (contrasts[1, ..., column] == parse_key(down)).all()
@@ -208,9 +209,8 @@ def test_key_guidance_of_a_planning_model_moves_the_pieces_key_and_keeps_its_mod
     from bachsformer.generation import _with_piece_keys
     unknown = torch.full((1, 3, len(plan_model.extra_inputs)), PIECE_KEYS)
     assert (_with_piece_keys(unknown, column)[..., column] == PIECE_KEYS).all(), "no key stays no key"
-    # trained with key dropout: unguided unless asked, and then contrasted with "no key"
+    # trained with key dropout: contrasted with "no key"
     monkeypatch.setattr(plan_model, "unkeyed", True)
-    assert "guidance" not in _guidance_seen(plan_model, monkeypatch, form="through")
     contrasts = _guidance_seen(plan_model, monkeypatch, form="through", key_guidance=0.5)["contrast_extras"]
     assert contrasts.shape[0] == 1 and (contrasts[0, ..., column] == PIECE_KEYS).all()
 
