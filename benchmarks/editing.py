@@ -2,8 +2,8 @@
 bars of a 32-bar piece, and harmonising the top line of a 16-bar one (issue "Your own music":
 at most 0.5 s and 1 s on a 2-core CPU).
 
-The pieces are the pair's own: a 32-bar through-composed piece of seed 0 (and its first 16 bars),
-written to MIDI, so the benchmark needs no corpus. After one untimed warm-up, each figure is the
+The pieces are the pair's own: through-composed pieces of 32 and of 16 bars, seed 0, written to
+MIDI, so the benchmark needs no corpus. After one untimed warm-up, each figure is the
 median of `repeats` timed calls (seeds 1, 2, ...).
 
     python -m benchmarks --only editing
@@ -24,7 +24,7 @@ PIECE_BARS, TUNE_BARS, TINY_BARS = 32, 16, 4
 
 
 def write_pieces(folder: Path, tiny: bool = False) -> tuple:
-    """(piece.mid, tune.mid): the pair's 32-bar piece of seed 0 and its first 16 bars (2 and 1 at tiny size)."""
+    """(piece.mid, tune.mid): the pair's pieces of 32 and 16 bars, seed 0 (4 and 2 at tiny size)."""
     from bachsformer.generation import Bachsformer
 
     model = Bachsformer.from_checkpoints(device="cpu")
