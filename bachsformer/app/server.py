@@ -37,6 +37,7 @@ DOWNLOADS = {"piece.mid": ("midi", "audio/midi"), "piece.wav": ("wav", "audio/wa
 MAX_JSON_BYTES = 16_384
 MAX_DRAINED_BYTES = 64_000_000  # a body over the limit is read and dropped up to this size, then refused
 MAX_UPLOADS = 32
+LISTEN_BACKLOG = 256  # connections the kernel holds until the server accepts them
 JOB_PATH = re.compile(r"^/api/jobs/([0-9a-f]{16})(?:/([a-z0-9.-]+))?$")
 
 
@@ -215,11 +216,16 @@ def _job_json(job) -> dict:
     return out
 
 
-def make_server(app: App, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+class Server(ThreadingHTTPServer):
+    # The socket's listen backlog: the standard library's 5 let a burst of 50 page loads or
+    # Compose clicks overflow it while the worker held the CPU, and the kernel reset one.
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+
+def make_server(app: App, host: str = "127.0.0.1", port: int = 8000) -> Server:
     handler = type("BoundHandler", (Handler,), {"app": app})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return Server((host, port), handler)
 
 
 def cleanup(app: App, owned: bool) -> None:

@@ -232,3 +232,28 @@ def test_an_upload_is_harmonised_or_varied(server, mode):
     assert times(midi)
     if mode == "variation":  # the theme's rhythm, every onset and length
         assert times(midi) == times(_theme())
+
+
+def test_a_burst_of_connections_waits_for_the_server_and_is_answered(tiny_plan_pair, tmp_path):
+    """50 clients connect while the server is busy elsewhere (not accepting): the kernel must hold
+    every connection until it accepts, and then each gets its answer. The standard library's
+    backlog of 5 left all but six waiting on their connect, and under load reset one."""
+    import socket
+
+    httpd = make_server(App(Studio(tiny_plan_pair, "cpu"), tmp_path), "127.0.0.1", 0)
+    clients, serving = [], threading.Thread(target=httpd.serve_forever, daemon=True)
+    try:
+        for _ in range(50):  # nothing accepts yet: only the listen backlog holds these
+            clients.append(socket.create_connection(httpd.server_address, timeout=0.25))
+        serving.start()
+        for sock in clients:
+            sock.settimeout(30)
+            sock.sendall(b"GET /api/info HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        answers = [sock.makefile("rb").readline() for sock in clients]
+        assert all(line.startswith(b"HTTP/1.") and b" 200 " in line for line in answers), answers
+    finally:
+        for sock in clients:
+            sock.close()
+        if serving.is_alive():
+            httpd.shutdown()
+        httpd.server_close()
