@@ -51,8 +51,9 @@ def render(midi, soundfont=None, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 def write_wav(midi, path, soundfont=None, sample_rate: int = SAMPLE_RATE) -> None:
     """Render `midi` (a PrettyMIDI) to a 16-bit stereo WAV file, peak-normalised, written atomically."""
     audio = render(midi, soundfont, sample_rate)
-    peak = float(np.abs(audio).max()) or 1.0
-    pcm = (audio / peak * 0.9 * 32767).astype("<i2")
+    peak = max(float(audio.max()), -float(audio.min())) or 1.0
+    audio *= np.float32(0.9 * 32767 / peak)  # in place: a piece's audio is tens of megabytes
+    pcm = audio.astype("<i2")
     with atomic_write(path) as f:
         with wave.open(f, "wb") as out:
             out.setnchannels(2)

@@ -157,46 +157,68 @@ def load(path) -> SoundFont:
 def render(notes: list, font: SoundFont, sample_rate: int, release_s: float) -> np.ndarray:
     """(samples, 2) float32: `notes` [(start s, end s, program, pitch, velocity, is_drum)] played."""
     end = max((n[1] for n in notes), default=0.0) + release_s
-    out = np.zeros((int(end * sample_rate) + 1, 2), dtype=np.float32)
-    voice = _Voices(font, sample_rate)
-    for start, stop, program, pitch, velocity, is_drum in notes:
-        for zone in font.zones(program, 128 if is_drum else 0):
-            if zone.covers(pitch, velocity):
-                voice.play(out, zone, pitch, velocity, start, stop)
-    return out
+    voices = _Voices(font, sample_rate, int(end * sample_rate) + 1)
+    struck = [(zone, pitch, velocity, start, stop) for start, stop, program, pitch, velocity, is_drum in notes
+              for zone in font.zones(program, 128 if is_drum else 0) if zone.covers(pitch, velocity)]
+    voices.reserve(struck)
+    for struck_zone in struck:
+        voices.play(*struck_zone)
+    return voices.mix()
 
 
 class _Voices:
     """Plays zones, keeping each pitched sample and each envelope once: a piece strikes the same
-    keys again and again, and resampling is most of the work."""
+    keys again and again, and resampling is most of the work. Each pitched sample is made as long
+    as the longest note the piece holds on it (`reserve`), and notes are summed into one mono bus
+    per pan position, made stereo once at the end (`mix`)."""
 
     CACHED_S = 8.0  # notes held longer are computed on their own
 
-    def __init__(self, font: SoundFont, rate: int):
-        self.font, self.rate = font, rate
-        self.waves, self.shapes = {}, {}
+    def __init__(self, font: SoundFont, rate: int, length: int):
+        self.font, self.rate, self.length = font, rate, length
+        self.waves, self.shapes, self.needed, self.buses = {}, {}, {}, {}
 
-    def play(self, out, zone: Zone, key: int, velocity: int, start: float, stop: float) -> None:
-        g = zone.generators
-        seconds = {op: 2.0 ** (g[op] / 1200) for op in TIMECENTS}
+    def _span(self, zone: Zone, start: float, stop: float) -> tuple:
+        """(samples held, samples sounding with the release, release and envelope times in s)."""
+        seconds = {op: 2.0 ** (zone.generators[op] / 1200) for op in TIMECENTS}
         held = max(stop - start, 0.0)
-        n = int((held + seconds[RELEASE]) * self.rate) + 1
-        long = held + seconds[RELEASE] > self.CACHED_S
-        wave = self._wave(zone, key, n if long else int(self.CACHED_S * self.rate))[:n]
-        level, release = self._shape(zone, seconds, n if long else int(self.CACHED_S * self.rate))
-        n = len(wave)
-        held_n = min(int(held * self.rate), n)
-        envelope = np.empty(n, dtype=np.float32)
-        envelope[:held_n] = level[:held_n]
-        if held_n < n:
-            envelope[held_n:] = level[held_n] * release[:n - held_n]
-        gain = 10 ** (-(g.get(ATTENUATION, 0) * 0.4) / 200) * (velocity / 127) ** 2  # 0.4 dB steps, as FluidSynth
-        pan = min(max(g.get(PAN, 0), -500), 500) / 1000 + 0.5
+        return int(held * self.rate), int((held + seconds[RELEASE]) * self.rate) + 1, seconds
+
+    def reserve(self, struck: list) -> None:
+        """Note the longest sound each (zone, key) makes among `struck` [(zone, key, velocity, start, stop)]."""
+        cap = int(self.CACHED_S * self.rate)
+        for zone, key, _, start, stop in struck:
+            n = min(self._span(zone, start, stop)[1], cap)
+            if n > self.needed.get((id(zone), key), 0):
+                self.needed[(id(zone), key)] = n
+
+    def play(self, zone: Zone, key: int, velocity: int, start: float, stop: float) -> None:
+        g = zone.generators
+        held_n, n, seconds = self._span(zone, start, stop)
+        cached = n <= int(self.CACHED_S * self.rate)
+        wave = self._wave(zone, key, max(n, self.needed.get((id(zone), key), 0)) if cached else n)[:n]
+        level, release = self._shape(zone, seconds, n if not cached else int(self.CACHED_S * self.rate))
         at = int(start * self.rate)
-        n = min(n, len(out) - at)
-        sound = wave[:n] * envelope[:n]
-        out[at:at + n, 0] += sound * np.float32(gain * np.cos(pan * np.pi / 2))
-        out[at:at + n, 1] += sound * np.float32(gain * np.sin(pan * np.pi / 2))
+        n = min(len(wave), self.length - at)
+        held_n = min(held_n, n)
+        gain = np.float32(10 ** (-(g.get(ATTENUATION, 0) * 0.4) / 200) * (velocity / 127) ** 2)  # 0.4 dB steps, as FluidSynth
+        sound = np.multiply(wave[:n], gain)
+        sound[:held_n] *= level[:held_n]
+        if held_n < n:
+            sound[held_n:] *= level[held_n] * release[:n - held_n]
+        pan = min(max(g.get(PAN, 0), -500), 500) / 1000 + 0.5
+        bus = self.buses.get(pan)
+        if bus is None:
+            bus = self.buses[pan] = np.zeros(self.length, dtype=np.float32)
+        bus[at:at + n] += sound
+
+    def mix(self) -> np.ndarray:
+        """(samples, 2) float32: the buses, each panned (constant power) to left and right."""
+        out = np.zeros((self.length, 2), dtype=np.float32)
+        for pan, bus in self.buses.items():
+            out[:, 0] += bus * np.float32(np.cos(pan * np.pi / 2))
+            out[:, 1] += bus * np.float32(np.sin(pan * np.pi / 2))
+        return out
 
     def _wave(self, zone: Zone, key: int, n: int) -> np.ndarray:
         """The zone's sample pitched to `key`, looped where it loops: up to n output samples."""

@@ -57,6 +57,21 @@ def test_notes_sound_when_they_are_played_in_stereo(font):
     assert loud(2.3, 2.9) < loud(1.0, 1.2) / 100  # let go at 1.5 s: silent well before the next
 
 
+def test_a_piece_sounds_as_the_sum_of_its_notes_alone(font):
+    """The player keeps each pitched sample and sums notes on shared buses: the same key struck
+    short, then long (past the cached length), then short again, and a chord on two programs, must
+    each sound exactly as if played alone."""
+    notes = [(0.0, 0.2, 0, 60, 100, False), (0.5, 10.0, 0, 60, 90, False), (11.0, 11.3, 0, 60, 100, False),
+             (1.0, 2.0, 6, 67, 80, False), (1.0, 2.5, 6, 72, 127, False), (3.0, 3.5, 0, 36, 64, False)]
+    together = synth.render(notes, font, 22050, RELEASE_S)
+    alone = np.zeros_like(together)
+    for note in notes:
+        sound = synth.render([note], font, 22050, RELEASE_S)
+        alone[:len(sound)] += sound[:len(alone)]
+    assert float(np.abs(together).max()) > 0.05
+    np.testing.assert_allclose(together, alone, atol=2e-6)
+
+
 def test_write_wav_is_16_bit_stereo(tmp_path):
     path = write_midi(tmp_path / "two.mid", [N(60, 0, 1), N(64, 1, 2)])
     write_wav(pretty_midi.PrettyMIDI(str(path)), tmp_path / "two.wav")
