@@ -6,6 +6,7 @@ MusicXML.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -13,7 +14,7 @@ import numpy as np
 import pretty_midi
 
 from ludovico_vae.files import atomic_write
-from ludovico_vae.midi import bar_lines, beats_of_seconds
+from ludovico_vae.midi import bar_lines, beats_of_seconds, seconds_of_beats
 
 from .errors import MissingExtraError
 from .tonality import estimate_key, fifths, is_minor
@@ -32,6 +33,15 @@ SHARP_NAMES = [(s, 1 if i in (1, 3, 6, 8, 10) else 0) for i, s in enumerate(STEP
 FLAT_NAMES = [("C", 0), ("D", -1), ("D", 0), ("E", -1), ("E", 0), ("F", 0), ("G", -1), ("G", 0), ("A", -1), ("A", 0),
               ("B", -1), ("B", 0)]
 MODE_NAMES = ("major", "minor")
+TRIPLET = "<time-modification>"
+MIN_REPEAT_BARS, MAX_REPEAT_BARS = 8, 64  # a section written out twice, written once with repeat signs
+REPEAT_START = '<barline location="left"><bar-style>heavy-light</bar-style><repeat direction="forward"/></barline>'
+REPEAT_END = '<barline location="right"><bar-style>light-heavy</bar-style><repeat direction="backward"/></barline>'
+ENDING_START = '<barline location="left"><ending number="{0}" type="start"/></barline>'
+ENDING_REPEAT = ('<barline location="right"><bar-style>light-heavy</bar-style><ending number="{0}" type="stop"/>'
+                 '<repeat direction="backward"/></barline>')
+ENDING_OPEN = '<barline location="right"><ending number="{0}" type="discontinue"/></barline>'
+ENDING_FINAL = '<barline location="right"><bar-style>light-heavy</bar-style><ending number="{0}" type="stop"/></barline>'
 
 
 def piece_notes(midi: pretty_midi.PrettyMIDI) -> tuple:
@@ -44,8 +54,23 @@ def piece_notes(midi: pretty_midi.PrettyMIDI) -> tuple:
     return pitch, start, np.maximum(end, start + 2)
 
 
+@dataclass
+class WrittenScore:
+    """A piece's score, and when each of its written notes sounds."""
+
+    musicxml: str
+    timemap: list  # [{"ms", "on", "off"}]: ids of the written notes that start and stop sounding, in time order
+
+
 def musicxml_text(midi: pretty_midi.PrettyMIDI, title: str | None = None) -> str:
     """The MusicXML of `midi`: one keyboard part of two staves in the key its notes are in."""
+    return written_score(midi, title).musicxml
+
+
+def written_score(midi: pretty_midi.PrettyMIDI, title: str | None = None) -> WrittenScore:
+    """The score of `midi` (see `musicxml_text`), a section written out twice written once between
+    repeat signs (`_folded`); its timemap says, in the MIDI's own seconds, which written notes
+    sound, so that a page playing the audio can mark them in the engraved score."""
     pitch, start, end = piece_notes(midi)
     key = estimate_key(pitch, start / DIVISIONS, end / DIVISIONS) if len(pitch) else None
     key_fifths = fifths(key) if key is not None else 0
@@ -54,7 +79,7 @@ def musicxml_text(midi: pretty_midi.PrettyMIDI, title: str | None = None) -> str
     last = int(end.max(initial=DIVISIONS))
     bars = [int(round(b * DIVISIONS)) for b in bar_lines(signatures, last / DIVISIONS)] + [None]
     tempo = float(midi.get_tempo_changes()[1][0])
-    measures = []
+    heads, bodies, meters, sounding = [], [], [], []
     for number, (bar_start, bar_end) in enumerate(zip(bars[:-1], bars[1:]), 1):
         num, den = _signature_at(signatures, bar_start / DIVISIONS)
         bar_end = bar_end if bar_end is not None else max(last, bar_start + num * 4 * DIVISIONS // den)
@@ -74,7 +99,7 @@ def musicxml_text(midi: pretty_midi.PrettyMIDI, title: str | None = None) -> str
                                f"<per-minute>{tempo:g}</per-minute></metronome></direction-type>"
                                f"<sound tempo=\"{tempo:g}\"/></direction>")
         beat = 4 * DIVISIONS // den
-        body = []
+        body, notes = [], []
         voice_number = 0
         for staff in (1, 2):
             on_staff = (pitch >= SPLIT_PITCH) if staff == 1 else (pitch < SPLIT_PITCH)
@@ -86,15 +111,71 @@ def musicxml_text(midi: pretty_midi.PrettyMIDI, title: str | None = None) -> str
                 voice_number += 1
                 if body:
                     body.append(f"<backup><duration>{bar_end - bar_start}</duration></backup>")
-                body += _voice_xml(events, bar_end - bar_start, beat, voice_number, staff, key_fifths, visible_rests=v == 0)
-        measures.append(f"<measure number=\"{number}\">{attributes}{''.join(body)}</measure>")
+                body += _voice_xml(events, bar_end - bar_start, beat, voice_number, staff, key_fifths,
+                                   visible_rests=v == 0, sounding=notes)
+        heads.append(attributes)
+        bodies.append("".join(body))
+        meters.append((num, den, bar_end - bar_start))
+        sounding.append([(k, bar_start + s, bar_start + e) for k, s, e in notes])
+    written, shown_as = _folded(heads, bodies, meters)
+    measures = []
+    for number, (bar, left, right) in enumerate(written, 1):
+        measures.append(f"<measure number=\"{number}\">{left}{heads[bar]}{bodies[bar].replace('{bar}', str(bar))}"
+                        f"{right}</measure>")
     work = f"<work><work-title>{escape(title)}</work-title></work>" if title else ""
-    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            "<!DOCTYPE score-partwise PUBLIC \"-//Recordare//DTD MusicXML 4.0 Partwise//EN\" "
-            "\"http://www.musicxml.org/dtds/partwise.dtd\">\n"
-            f"<score-partwise version=\"4.0\">{work}<identification><encoding><software>bachsformer</software>"
-            "</encoding></identification><part-list><score-part id=\"P1\"><part-name>Keyboard</part-name>"
-            f"</score-part></part-list><part id=\"P1\">{''.join(measures)}</part></score-partwise>\n")
+    musicxml = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                "<!DOCTYPE score-partwise PUBLIC \"-//Recordare//DTD MusicXML 4.0 Partwise//EN\" "
+                "\"http://www.musicxml.org/dtds/partwise.dtd\">\n"
+                f"<score-partwise version=\"4.0\">{work}<identification><encoding><software>bachsformer</software>"
+                "</encoding></identification><part-list><score-part id=\"P1\"><part-name>Keyboard</part-name>"
+                f"</score-part></part-list><part id=\"P1\">{''.join(measures)}</part></score-partwise>\n")
+    return WrittenScore(musicxml, _timemap(midi, sounding, shown_as))
+
+
+def _timemap(midi: pretty_midi.PrettyMIDI, sounding: list, shown_as: list) -> list:
+    """[{"ms", "on", "off"}] from each bar's notes [(K, start, end)] in divisions from the piece's
+    start; a bar played again is marked where it is written (`shown_as`)."""
+    events = {}
+    for bar, notes in enumerate(sounding):
+        for k, s, e in notes:
+            name = f"n{shown_as[bar]}-{k}"
+            events.setdefault(s, ([], []))[0].append(name)
+            events.setdefault(e, ([], []))[1].append(name)
+    times = sorted(events)
+    seconds = seconds_of_beats(midi, np.array(times, dtype=np.float64) / DIVISIONS)
+    return [{"ms": round(1000 * float(t), 1), "on": events[d][0], "off": events[d][1]} for d, t in zip(times, seconds)]
+
+
+def _folded(heads: list, bodies: list, meters: list) -> list:
+    """([(bar, left barline XML, right barline XML)] of the bars to write, the written bar each bar
+    is played from): a section written out
+    twice note for note (MIN_REPEAT_BARS or more, as the halves of a binary piece are) is written
+    once between repeat signs; where only its last bar differs, that bar is written twice, as
+    first and second endings."""
+    out, i, n = [], 0, len(bodies)
+    shown_as = list(range(n))  # the written bar each bar is played from
+    same = lambda a, b: bodies[a] == bodies[b] and meters[a] == meters[b]  # noqa: E731
+    while i < n:
+        for length in range(min(MAX_REPEAT_BARS, (n - i) // 2), MIN_REPEAT_BARS - 1, -1):
+            if (all(same(i + k, i + length + k) for k in range(length - 1))
+                    and not any(heads[i + 1:i + 2 * length])):  # no change of meter inside: a repeat restates none
+                break
+        else:
+            out.append((i, "", ""))
+            i += 1
+            continue
+        last, again, after = i + length - 1, i + 2 * length - 1, i + 2 * length < n
+        out.append((i, REPEAT_START, ""))
+        out += [(bar, "", "") for bar in range(i + 1, last)]
+        shown_as[i + length:again] = range(i, last)
+        if same(last, again):
+            out.append((last, "", REPEAT_END))
+            shown_as[again] = last
+        else:
+            out.append((last, ENDING_START.format(1), ENDING_REPEAT.format(1)))
+            out.append((again, ENDING_START.format(2), (ENDING_OPEN if after else ENDING_FINAL).format(2)))
+        i += 2 * length
+    return out, shown_as
 
 
 def write_musicxml(midi: pretty_midi.PrettyMIDI, path, title: str | None = None) -> None:
@@ -103,18 +184,13 @@ def write_musicxml(midi: pretty_midi.PrettyMIDI, path, title: str | None = None)
         f.write(musicxml_text(midi, title).encode())
 
 
-def engrave_svg(musicxml: str, width: int = 2100, scale: int = 40) -> list:
-    """The score engraved by verovio: one SVG text per page."""
-    return engrave(musicxml, width, scale)[0]
-
-
 _ENGRAVER = threading.Lock()  # verovio's fonts and resources are process-wide: one engraving at a time
 _toolkits = []
 
 
-def engrave(musicxml: str, width: int = 2100, scale: int = 40) -> tuple:
-    """(SVG pages, timemap) from verovio: the timemap lists, at each moment in milliseconds of the
-    score's tempo, the ids of the SVG notes that start and stop sounding, for marking what plays."""
+def engrave_svg(musicxml: str, width: int = 2100, scale: int = 40) -> list:
+    """The score engraved by verovio: one SVG text per page; each written note keeps its MusicXML
+    id, which `WrittenScore.timemap` names."""
     try:
         import verovio
     except ImportError:
@@ -130,10 +206,7 @@ def engrave(musicxml: str, width: int = 2100, scale: int = 40) -> tuple:
                             "header": "auto"})
         if not toolkit.loadData(musicxml):
             raise ValueError("verovio could not read the MusicXML")
-        pages = [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
-        timemap = toolkit.renderToTimemap({"includeMeasures": True})
-    return pages, [{"ms": event["tstamp"], "on": event.get("on", []), "off": event.get("off", []),
-                    "measure": event.get("measureOn")} for event in timemap]
+        return [toolkit.renderToSVG(page) for page in range(1, toolkit.getPageCount() + 1)]
 
 
 def _signature_at(signatures: list, beat: float) -> tuple:
@@ -162,34 +235,64 @@ def _voices(pitch, start, end, tied_in, tied_on) -> list:
 
 
 def _voice_xml(events: list, bar_length: int, beat: int, voice: int, staff: int, key_fifths: int,
-               visible_rests: bool) -> list:
+               visible_rests: bool, sounding: list) -> list:
     """MusicXML elements of one voice in one bar: its chords, rests (visible in a staff's first
-    voice, skipped over in the others) and ties where a note is written as several values."""
-    out, position = [], 0
+    voice, skipped over in the others), ties where a note is written as several values, and
+    brackets over triplets. Each written note gets the id "n{bar}-K" (the bar filled in when the
+    bar is written) and its (K, start, end) in the bar is appended to `sounding`."""
+    units, position = [], 0  # units: (divisions, triplet, [note XML with a {tuplet} slot]) or a <forward>
     for s, e, pitches, tied_in, tied_on in events + [(bar_length, bar_length, [], False, False)]:
         if s > position:
             if visible_rests:
                 for length, value in _written(position, s, beat):
-                    out.append(f"<note><rest/><duration>{length}</duration><voice>{voice}</voice>{value}"
-                               f"<staff>{staff}</staff></note>")
+                    units.append((length, TRIPLET in value, [f"<note><rest/><duration>{length}</duration><voice>{voice}"
+                                                             f"</voice>{value}<staff>{staff}</staff>{{tuplet}}</note>"]))
             else:
-                out.append(f"<forward><duration>{s - position}</duration><voice>{voice}</voice>"
-                           f"<staff>{staff}</staff></forward>")
+                units.append((s - position, False, [f"<forward><duration>{s - position}</duration><voice>{voice}</voice>"
+                                                    f"<staff>{staff}</staff></forward>"]))
         if not pitches:
             break
-        pieces = _written(s, e, beat)
+        pieces, at = _written(s, e, beat), s
         for i, (length, value) in enumerate(pieces):
             tie_stop, tie_start = i > 0 or tied_in, i < len(pieces) - 1 or tied_on
             ties = ("<tie type=\"stop\"/>" if tie_stop else "") + ("<tie type=\"start\"/>" if tie_start else "")
-            notations = ("<tied type=\"stop\"/>" if tie_stop else "") + ("<tied type=\"start\"/>" if tie_start else "")
+            tied = ("<tied type=\"stop\"/>" if tie_stop else "") + ("<tied type=\"start\"/>" if tie_start else "")
+            chord = []
             for j, p in enumerate(pitches):
                 step, alter = _spelling(p, key_fifths)
-                out.append(f"<note>{'<chord/>' if j else ''}<pitch><step>{step}</step>"
-                           + (f"<alter>{alter}</alter>" if alter else "")
-                           + f"<octave>{(p - alter) // 12 - 1}</octave></pitch><duration>{length}</duration>{ties}"
-                           f"<voice>{voice}</voice>{value}<staff>{staff}</staff>"
-                           + (f"<notations>{notations}</notations>" if notations else "") + "</note>")
+                sounding.append((len(sounding), at, at + length))
+                chord.append(f"<note id=\"n{{bar}}-{len(sounding) - 1}\">{'<chord/>' if j else ''}<pitch><step>{step}</step>"
+                             + (f"<alter>{alter}</alter>" if alter else "")
+                             + f"<octave>{(p - alter) // 12 - 1}</octave></pitch><duration>{length}</duration>{ties}"
+                             f"<voice>{voice}</voice>{value}<staff>{staff}</staff>"
+                             + ("{tuplet}" if j == 0 else "") + (f"<notations>{tied}</notations>" if tied else "") + "</note>")
+            units.append((length, TRIPLET in value, chord))
+            at += length
         position = e
+    return _bracketed(units)
+
+
+def _bracketed(units: list) -> list:
+    """The units' XML with a bracket over each run of triplet values, closed where the run fills a
+    plain value's time (its divisions a multiple of 6, a 32nd) or a plain value follows."""
+    marks = [[] for _ in units]
+    run_start, run = None, 0
+    for i, (length, triplet, _) in enumerate(units + [(0, False, [])]):
+        if triplet:
+            if run_start is None:
+                run_start, run = i, 0
+                marks[i].append("<tuplet type=\"start\" bracket=\"yes\"/>")
+            run += length
+            if run % 6 == 0:
+                marks[i].append("<tuplet type=\"stop\"/>")
+                run_start = None
+        elif run_start is not None:
+            marks[i - 1].append("<tuplet type=\"stop\"/>")
+            run_start = None
+    out = []
+    for (_, _, xml), mark in zip(units, marks):
+        tuplet = f"<notations>{''.join(mark)}</notations>" if mark else ""
+        out += [x.replace("{tuplet}", tuplet) for x in xml]
     return out
 
 

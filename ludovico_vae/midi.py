@@ -112,6 +112,15 @@ def beats_of_seconds(pm: pretty_midi.PrettyMIDI, seconds) -> np.ndarray:
     return _on_ticks(_beats_of_seconds(pm, np.asarray(seconds, dtype=np.float64)), int(pm.resolution))
 
 
+def seconds_of_beats(pm: pretty_midi.PrettyMIDI, beats) -> np.ndarray:
+    """Beats of `pm` as times in seconds through its tempo map: `beats_of_seconds` turned round."""
+    change_times, qpms = pm.get_tempo_changes()
+    change_beats = np.concatenate([[0.0], np.cumsum(np.diff(change_times) * qpms[:-1] / 60.0)])
+    beats = np.asarray(beats, dtype=np.float64)
+    seg = np.clip(np.searchsorted(change_beats, beats, side="right") - 1, 0, len(change_beats) - 1)
+    return change_times[seg] + (beats - change_beats[seg]) * 60.0 / qpms[seg]
+
+
 def _on_ticks(beats: np.ndarray, ticks_per_beat: int) -> np.ndarray:
     """Snap beats computed from seconds back onto the file's exact ticks."""
     return np.floor(beats * ticks_per_beat + 0.5) / ticks_per_beat

@@ -155,7 +155,7 @@ class Studio:
 def render(piece, out_base: Path, title: str) -> Rendered:
     """Write the piece's MIDI, WAV and MusicXML beside `out_base` and engrave its score; the audio is
     rendered while the score is engraved."""
-    from ..score import engrave, musicxml_text
+    from ..score import engrave_svg, written_score
     files, notes, failures = {}, [], []
     files["midi"] = out_base.with_suffix(".mid")
     piece.write(files["midi"])
@@ -169,12 +169,12 @@ def render(piece, out_base: Path, title: str) -> Rendered:
 
     rendering = threading.Thread(target=audio, name="audio")
     rendering.start()
-    xml = musicxml_text(piece.midi, title)
+    score = written_score(piece.midi, title)
     files["musicxml"] = out_base.with_suffix(".musicxml")
-    files["musicxml"].write_text(xml)
+    files["musicxml"].write_text(score.musicxml)
     svg, timemap = [], []
     try:
-        svg, timemap = engrave(xml)
+        svg, timemap = engrave_svg(score.musicxml), score.timemap
     except MissingExtraError as e:
         notes.append(str(e))
     rendering.join()

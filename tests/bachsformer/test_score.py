@@ -93,3 +93,72 @@ def test_verovio_engraves_the_score(midi):
     pages = engrave_svg(musicxml_text(midi, "test piece"))
     assert len(pages) == 1 and pages[0].lstrip().startswith("<svg") or "<svg" in pages[0][:500]
     assert "test piece" in pages[0]
+
+
+def _binary_piece(tmp_path, last_bar_differs: bool):
+    """8 bars of 3/4 played twice, then 8 more played twice (their last bar different the second
+    time if `last_bar_differs`), at 90 then 60 quarter notes a minute; triplets in every bar."""
+    def section(first_beat, base, last_pitch):
+        notes = []
+        for bar in range(8):
+            at = first_beat + 3 * bar
+            notes += [N(base + bar, at, at + 1), N(base - 12, at, at + 3)]
+            notes += [N(base + 2 + k, at + 1 + k / 3, at + 1 + (k + 1) / 3) for k in range(3)]
+            notes.append(N(last_pitch if bar == 7 else base + 4, at + 2, at + 3))
+        return notes
+    notes = (section(0, 67, 71) + section(24, 67, 71) + section(48, 72, 74)
+             + section(72, 72, 72 if last_bar_differs else 74))
+    path = write_midi(tmp_path / "binary.mid", notes, tempos=((0.0, 90.0), (48.0, 60.0)),
+                      time_signatures=((0.0, 3, 4),))
+    return pretty_midi.PrettyMIDI(str(path))
+
+
+@pytest.mark.parametrize("last_bar_differs", [False, True])
+def test_a_section_written_out_twice_is_written_once_between_repeat_signs(tmp_path, last_bar_differs):
+    from bachsformer.score import written_score
+    midi = _binary_piece(tmp_path, last_bar_differs)
+    xml = written_score(midi).musicxml
+    assert xml.count("<measure ") == (8 + 7 + 2 if last_bar_differs else 16)
+    assert xml.count('<repeat direction="forward"/>') == 2 and xml.count('<repeat direction="backward"/>') == 2
+    assert xml.count('<ending number="1" type="start"/>') == int(last_bar_differs)
+    assert xml.count('<ending number="2" type="start"/>') == int(last_bar_differs)
+    score = _read_back(xml, tmp_path).expandRepeats()  # played as written: every note of the MIDI
+    pitch, start, end = piece_notes(midi)
+    assert _notes_of(score) == collections.Counter(zip(pitch.tolist(), start.tolist(), end.tolist()))
+
+
+def test_a_piece_without_repeats_is_written_bar_for_bar(midi):
+    xml = musicxml_text(midi)
+    assert xml.count("<measure ") == 3 and "<repeat" not in xml and "<ending" not in xml
+
+
+def test_triplets_are_bracketed(tmp_path):
+    import re
+    xml = musicxml_text(_binary_piece(tmp_path, True))
+    notes = re.findall(r"<note[ >].*?</note>", xml)
+    opened = 0
+    for note in notes:
+        if '<tuplet type="start"' in note:
+            opened += 1
+        if "<time-modification>" in note and "<chord/>" not in note:
+            assert opened == 1, note  # every triplet inside a bracket
+        if '<tuplet type="stop"' in note:
+            opened -= 1
+        assert opened in (0, 1)
+    assert opened == 0 and xml.count('<tuplet type="start"') == 17  # one bracket a written bar
+
+
+def test_the_timemap_marks_each_written_note_when_the_midi_plays_it(tmp_path):
+    import re
+    from bachsformer.score import written_score
+    midi = _binary_piece(tmp_path, True)
+    score = written_score(midi)
+    ids = set(re.findall(r'<note id="([^"]+)"', score.musicxml))
+    on = collections.Counter((round(e["ms"]), i) for e in score.timemap for i in e["on"])
+    off = collections.Counter((round(e["ms"]), i) for e in score.timemap for i in e["off"])
+    assert {i for _, i in on} == ids  # every written note is marked, and nothing else
+    assert [e["ms"] for e in score.timemap] == sorted(e["ms"] for e in score.timemap)
+    starts = collections.Counter(round(1000 * n.start) for inst in midi.instruments for n in inst.notes)
+    assert collections.Counter(ms for ms, _ in on) == starts  # a note at each of the MIDI's onsets
+    assert sum(off.values()) == sum(on.values())
+    assert max(e["ms"] for e in score.timemap) == pytest.approx(1000 * midi.get_end_time(), abs=1)

@@ -53,11 +53,8 @@ async function run(path, body, what) {
       state = await api(`/api/jobs/${job}`);
     } while (state.state === "queued" || state.state === "running");
     if (state.state === "failed") throw new Error(state.error);
-    const t1 = performance.now();
     await show(state.piece);
-    const t2 = performance.now();
     await playable();
-    console.log(`PHASES server+poll ${(t1-started).toFixed(0)} show ${(t2-t1).toFixed(0)} playable ${(performance.now()-t2).toFixed(0)} jobsec ${state.seconds}`);
     const seconds = (performance.now() - started) / 1000;  // click to score shown and audio ready to play
     status(`${what}: done in ${seconds.toFixed(1)} s. ${state.piece.notes.join(" ")}`);
     document.body.dataset.composeSeconds = seconds.toFixed(3);
@@ -142,7 +139,7 @@ function drawRoll() {
   }
 }
 
-function markScore(ms) {  // the notes sounding at `ms` in the score's SVG, from verovio's timemap
+function markScore(ms) {  // the notes sounding at `ms` in the score's SVG, from the piece's timemap
   if (played > 0 && timemap[played - 1].ms > ms) { for (const id of playing) mark(id, false); playing = new Set(); played = 0; }
   while (played < timemap.length && timemap[played].ms <= ms) {
     for (const id of timemap[played].off) { playing.delete(id); mark(id, false); }
