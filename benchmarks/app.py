@@ -53,8 +53,11 @@ def browser_figures(base: str, composes: int) -> dict:
         driver.get(base + "/")
         while driver.execute_script("return document.body.dataset.loaded") != "1":
             time.sleep(0.02)
-        paint = driver.execute_script(
-            "return performance.getEntriesByType('paint').filter(e => e.name === 'first-contentful-paint')[0].startTime")
+        paint = None
+        while paint is None:  # the entry appears once the paint is done, which may be after "loaded"
+            paint = driver.execute_script("const e = performance.getEntriesByType('paint')"
+                                          ".filter(e => e.name === 'first-contentful-paint')[0]; return e && e.startTime")
+            time.sleep(0.02)
         seconds = []
         for k in range(composes):
             driver.execute_script(f"document.getElementById('seed').value = {1000 + k}")

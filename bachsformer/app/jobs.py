@@ -35,7 +35,9 @@ class Job:
 class JobQueue:
     """Jobs run one at a time by a worker thread; `submit` never blocks."""
 
-    def __init__(self, max_waiting: int = MAX_WAITING, max_kept: int = MAX_KEPT, on_forget=None):
+    def __init__(self, max_waiting: int = MAX_WAITING, max_kept: int = MAX_KEPT, on_forget=None, warm_up=None):
+        """`warm_up`, if given, is called by the worker before the first job (jobs wait for it)."""
+        self._warm_up = warm_up
         self._queue = queue.Queue(maxsize=max_waiting)
         self._jobs = OrderedDict()
         self._lock = threading.Lock()
@@ -70,6 +72,11 @@ class JobQueue:
             self.on_forget(job)
 
     def _run(self) -> None:
+        if self._warm_up is not None:
+            try:
+                self._warm_up()
+            except Exception:  # a bug: logged with its traceback; the jobs still run
+                traceback.print_exc()
         while True:
             job = self._queue.get()
             job.state = "running"

@@ -48,7 +48,7 @@ class App:
         self.studio = studio
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="bachsformer-app-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs = JobQueue(on_forget=self._delete_files)
+        self.jobs = JobQueue(on_forget=self._delete_files, warm_up=lambda: studio.warm_up(self.out_dir))
         self.uploads = OrderedDict()
         self._lock = threading.Lock()
         self.info = studio.info()

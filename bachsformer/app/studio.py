@@ -73,6 +73,14 @@ class Studio:
                 self._models[style] = Bachsformer.from_checkpoints(self.checkpoint_dir, self.device, style)
             return self._models[style]
 
+    def warm_up(self, folder: Path) -> None:
+        """Compose and render one bar in the default style and remove its files: what the first
+        Compose would load (the engraver, the SoundFont, the models' first run) is loaded before
+        anyone asks, so the first piece takes as long as any other."""
+        rendered = self.compose(self.options({"bars": 1, "form": "through", "seed": 0}), out_base=Path(folder) / "warm-up")
+        for path in rendered.files.values():
+            Path(path).unlink(missing_ok=True)
+
     def info(self) -> dict:
         """What the page offers: styles, keys, forms, instruments and the limits it must respect."""
         model = self.model(self.styles[0])

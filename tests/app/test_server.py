@@ -204,6 +204,39 @@ def test_a_full_queue_refuses_with_busy_and_loses_nothing():
         assert job.state == "done" and job.result == "piece"
 
 
+def _done(job):
+    for _ in range(500):
+        if job.state in ("done", "failed"):
+            return job
+        time.sleep(0.01)
+    raise AssertionError(f"job {job.id} still {job.state}")
+
+
+def test_the_worker_warms_up_before_the_first_job_and_a_failed_warm_up_stops_nothing(capsys):
+    order, gate = [], threading.Event()
+
+    def warm_up():
+        gate.wait(5)
+        order.append("warm-up")
+    jobs = JobQueue(warm_up=warm_up)
+    job = jobs.submit(lambda job: order.append("job") or "piece")
+    time.sleep(0.05)
+    assert job.state == "queued"  # waits for the warm-up
+    gate.set()
+    assert _done(job).result == "piece" and order == ["warm-up", "job"]
+
+    jobs = JobQueue(warm_up=lambda: 1 / 0)
+    assert _done(jobs.submit(lambda job: "piece")).result == "piece"
+    assert "ZeroDivisionError" in capsys.readouterr().err  # a bug keeps its traceback
+
+
+def test_the_app_warms_up_on_its_own_files_and_leaves_none(server):
+    base, app = server
+    status, body = call(base, "/api/compose", {"seed": 3, "bars": 2, "form": "through"})
+    assert finished(base, body["job"])["state"] == "done"  # after the warm-up, which ran first
+    assert not list(app.out_dir.glob("warm-up*"))
+
+
 def test_finished_pieces_are_forgotten_oldest_first_with_their_files(tmp_path):
     forgotten = []
     jobs = JobQueue(max_waiting=10, max_kept=3, on_forget=forgotten.append)
