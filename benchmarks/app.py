@@ -107,6 +107,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     app = App(Studio(device="cpu"))
+    app.jobs.warm.wait()  # as a user would find it: the page opened a few seconds after the server
     server = make_server(app, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"

@@ -38,6 +38,7 @@ class JobQueue:
     def __init__(self, max_waiting: int = MAX_WAITING, max_kept: int = MAX_KEPT, on_forget=None, warm_up=None):
         """`warm_up`, if given, is called by the worker before the first job (jobs wait for it)."""
         self._warm_up = warm_up
+        self.warm = threading.Event()  # set once the warm-up is over
         self._queue = queue.Queue(maxsize=max_waiting)
         self._jobs = OrderedDict()
         self._lock = threading.Lock()
@@ -77,6 +78,7 @@ class JobQueue:
                 self._warm_up()
             except Exception:  # a bug: logged with its traceback; the jobs still run
                 traceback.print_exc()
+        self.warm.set()
         while True:
             job = self._queue.get()
             job.state = "running"

@@ -221,9 +221,9 @@ def test_the_worker_warms_up_before_the_first_job_and_a_failed_warm_up_stops_not
     jobs = JobQueue(warm_up=warm_up)
     job = jobs.submit(lambda job: order.append("job") or "piece")
     time.sleep(0.05)
-    assert job.state == "queued"  # waits for the warm-up
+    assert job.state == "queued" and not jobs.warm.is_set()  # waits for the warm-up
     gate.set()
-    assert _done(job).result == "piece" and order == ["warm-up", "job"]
+    assert _done(job).result == "piece" and order == ["warm-up", "job"] and jobs.warm.is_set()
 
     jobs = JobQueue(warm_up=lambda: 1 / 0)
     assert _done(jobs.submit(lambda job: "piece")).result == "piece"
