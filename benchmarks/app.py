@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -67,7 +68,7 @@ def browser_figures(base: str, composes: int) -> dict:
                 time.sleep(0.1)  # the page times itself; asking more often only takes CPU from the server
             seconds.append(float(driver.execute_script("return document.body.dataset.composeSeconds")))
         return {"first_paint_s": paint / 1000, "compose_to_audio_and_score_s": statistics.median(seconds),
-                "compose_runs_s": seconds}
+                "compose_runs_s": seconds, "seeds": [1000 + k for k in range(composes)]}
     finally:
         driver.quit()
 
@@ -111,11 +112,13 @@ def main(argv=None) -> int:
     server = make_server(app, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    figures = {"model_loaded_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    figures = {"model_loaded_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "load_average_start": os.getloadavg()}  # another process on the cores slows every figure
     if shutil.which("chromedriver") and (shutil.which("chromium") or shutil.which("chromium-browser")):
         figures["browser"] = browser_figures(base, args.composes)
     else:
         figures["browser"] = "skipped: no chromium and chromedriver"
+    figures["load_average_after_browser"] = os.getloadavg()
     figures["load"] = load_figures(base, args.clients)
     text = json.dumps(figures, indent=2)
     print(text)
