@@ -162,3 +162,29 @@ def test_the_timemap_marks_each_written_note_when_the_midi_plays_it(tmp_path):
     assert collections.Counter(ms for ms, _ in on) == starts  # a note at each of the MIDI's onsets
     assert sum(off.values()) == sum(on.values())
     assert max(e["ms"] for e in score.timemap) == pytest.approx(1000 * midi.get_end_time(), abs=1)
+
+
+def test_the_bundled_models_binary_piece_reads_back_with_its_repeats_as_played(tmp_path):
+    """A real piece (voices, triplets, ties, first and second endings): its MusicXML, read back by
+    music21 and played through its repeats, sounds every key exactly when the MIDI does."""
+    import numpy as np
+    from bachsformer.generation import Bachsformer
+    from bachsformer.score import written_score
+    piece = Bachsformer.from_checkpoints(device="cpu").generate(seed=1)[0]
+    xml = written_score(piece.midi).musicxml
+    assert xml.count("<measure ") < 40 and '<repeat direction="backward"/>' in xml  # 64 bars played, about 33 written
+    score = _read_back(xml, tmp_path).expandRepeats()
+    pitch, start, end = piece_notes(piece.midi)
+    wanted, written = np.zeros((128, int(end.max())), bool), np.zeros((128, int(end.max()) + 1), bool)
+    onsets = collections.Counter()
+    for p, s, e in zip(pitch, start, end):
+        wanted[p, s:e] = True
+    for part in score.parts:  # ties are not joined: music21 may join them across voices
+        for note in part.recurse().notes:
+            at = round(float(note.getOffsetInHierarchy(part)) * DIVISIONS)
+            for p in note.pitches:
+                written[p.midi, at:at + round(float(note.quarterLength) * DIVISIONS)] = True
+                if note.tie is None or note.tie.type == "start":
+                    onsets[(p.midi, at)] += 1
+    assert (written[:, :wanted.shape[1]] == wanted).all() and not written[:, wanted.shape[1]:].any()
+    assert onsets == collections.Counter(zip(pitch.tolist(), start.tolist()))
