@@ -7,8 +7,9 @@
 
 Every note that starts outside the chosen bars is kept exactly as the file has it (pitch, start
 and end, its track, program and velocity); a note held into a chosen bar is cut where the bar
-begins. The transformer writes the bars' codes knowing the music before them and, when it was
-trained to fill gaps (the `future` input), the frames after them; the VQ-VAE decodes them.
+begins, unless the new bars hold it on, when it stays whole. The transformer writes the bars'
+codes knowing the music before them and, when it was trained to fill gaps (the `future` input),
+the frames after them; the VQ-VAE decodes them after the bar before, as the piece sounds.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ import numpy as np
 import pretty_midi
 import torch
 
-from ludovico_vae.frames import QUANTISED_SHARE, bar_per_frame, frames_to_roll, meter_per_frame, roll_to_notes, score_to_piece
-from ludovico_vae.midi import DEFAULT_VELOCITY, Notes, bar_lines, beats_of_seconds, parse_midi, read_midi
+from ludovico_vae.frames import (ONSET, QUANTISED_SHARE, SOUNDING, bar_per_frame, frames_to_roll, meter_per_frame,
+                                 roll_to_notes, score_to_piece)
+from ludovico_vae.midi import DEFAULT_VELOCITY, LOWEST_PITCH, Notes, bar_lines, beats_of_seconds, parse_midi, read_midi
 
 from .errors import GenerationError
 from .generation import Generated, fresh_seed
@@ -81,18 +83,29 @@ def regenerate(model, source, ranges, seed: int | None = None, num_samples: int 
     options = dict(temperature=temperature, top_k=top_k, top_p=top_p)
     frames = np.broadcast_to(piece.frames, (num_samples, *piece.frames.shape)).copy()
     new_notes = [[] for _ in seeds]
+    held_on = [{} for _ in seeds]  # span start -> keys the new music holds on from before it
     for start, end in spans:
         first = int(np.floor(start + piece.lead_in + EPS))  # frames that hold any of the span
         last = min(len(piece), int(np.ceil(end + piece.lead_in - EPS)))
         tokens[:, first:last] = _fill(model, tokens, extras, first, last, generators, options)
-        decoded = model.vae.decode_pieces(torch.from_numpy(tokens[:, first:last]).to(model.device))
+        # decoded after the frame before, as the piece sounds: a note held into the span may go on
+        carry = frames[:, first - 1, SOUNDING, :, -1].astype(bool) if first > 0 else None
+        decoded = model.vae.decode_pieces(torch.from_numpy(tokens[:, first:last]).to(model.device), carry=carry)
         frames[:, first:last] = decoded
+        at_frame = abs(first - piece.lead_in - start) < EPS  # the span begins where its first frame does
         for i, gap in enumerate(decoded):
-            notes = roll_to_notes(frames_to_roll(gap), model.grid.steps_per_quarter).shifted(first - piece.lead_in)
+            roll = frames_to_roll(gap)
+            notes = roll_to_notes(roll, model.grid.steps_per_quarter).shifted(first - piece.lead_in)
+            goes_on = set()
+            if carry is not None and at_frame:  # keys sounding from the first step without a new stroke
+                goes_on = set((np.flatnonzero(roll[SOUNDING, :, 0].astype(bool) & ~roll[ONSET, :, 0].astype(bool)
+                                              & carry[i]) + LOWEST_PITCH).tolist())
             inside = (notes.start >= start - EPS) & (notes.start < end - EPS)
+            inside &= ~((np.abs(notes.start - start) < EPS) & np.isin(notes.pitch, list(goes_on)))
             new_notes[i].append(Notes(notes.pitch[inside], notes.start[inside], np.minimum(notes.end[inside], end)))
+            held_on[i][start] = goes_on
     original = parse_midi(path)
-    return [Generated(_edited_midi(original, spans, new_notes[i]), frames[i],
+    return [Generated(_edited_midi(original, spans, new_notes[i], held_on[i]), frames[i],
                       np.concatenate([tokens[i, int(np.floor(a + piece.lead_in + EPS)):
                                                 int(np.ceil(b + piece.lead_in - EPS))] for a, b in spans]).reshape(-1),
                       0, seeds[i]) for i in range(num_samples)]
@@ -169,9 +182,10 @@ def _fill(model, tokens: np.ndarray, extras: np.ndarray, first: int, last: int, 
     return np.concatenate(out, axis=1)
 
 
-def _edited_midi(original: pretty_midi.PrettyMIDI, spans: list, notes: list) -> pretty_midi.PrettyMIDI:
+def _edited_midi(original: pretty_midi.PrettyMIDI, spans: list, notes: list, held_on: dict) -> pretty_midi.PrettyMIDI:
     """`original` with the notes starting in `spans` (beats) removed, those held into a span cut
-    at its start, and `notes` (Notes in beats, one per span) added as a track of their own."""
+    at its start unless the new music holds their key on from before it (`held_on`: span start ->
+    keys), and `notes` (Notes in beats, one per span) added as a track of their own."""
     midi = copy.deepcopy(original)
     tick_time = midi.tick_to_time
     for instrument in midi.instruments:
@@ -183,7 +197,7 @@ def _edited_midi(original: pretty_midi.PrettyMIDI, spans: list, notes: list) -> 
         for note, start, end in zip(instrument.notes, starts, ends):
             if any(a - EPS <= start < b - EPS for a, b in spans):
                 continue
-            cut = [a for a, _ in spans if start < a - EPS < end - EPS]
+            cut = [a for a, _ in spans if start < a - EPS < end - EPS and note.pitch not in held_on.get(a, ())]
             if cut:
                 note.end = tick_time(int(round(min(cut) * midi.resolution)))
             kept.append(note)

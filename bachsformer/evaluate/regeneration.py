@@ -2,7 +2,8 @@
 of every piece in DIR anew (pieces the model never trained on) and reports, beside the real
 music's own figures:
 
-- kept notes: every note starting outside the spans, as the file has it (100% by construction);
+- kept notes: every note starting outside the spans, as the file has it, a note held into a span
+  whole or cut at the span's start (100% by construction);
 - key: the regenerated span's key against the key of its context (the bars around it), and the
   original span's key against the same context;
 - seams: the discriminator of `discriminate` on 8-beat windows centred on each seam, against the
@@ -81,13 +82,14 @@ def measure_piece(model: Bachsformer, path, bars: int, count: int, samples: int,
             new = midi_notes(piece.midi, [NEW_TRACK])
             kept = midi_notes(piece.midi, [i.name for i in piece.midi.instruments if i.name != NEW_TRACK])
             inside = (score.notes.start >= a - 1e-6) & (score.notes.start < b - 1e-6)
-            expected = {(int(p), round(s, 4), round(min(e, a) if s < a < e else e, 4))
+            # a note held into the span is kept whole where the new music holds it on, else cut at the span
+            expected = [{(int(p), round(s, 4), round(e, 4))} | ({(int(p), round(s, 4), round(a, 4))} if s < a < e else set())
                         for p, s, e in zip(score.notes.pitch, score.notes.start, score.notes.end)
-                        if not ((s >= a - 1e-6) and (s < b - 1e-6))}
+                        if not ((s >= a - 1e-6) and (s < b - 1e-6))]
             got = {(int(p), round(s, 4), round(e, 4)) for p, s, e in zip(kept.pitch, kept.start, kept.end)}
-            key = _key(new, a, b)
+            key = _key(midi_notes(piece.midi), a, b)  # what sounds in the span, as for the real span's key
             rows.append({"span": f"{first}-{last}", "context_key": key_name(context_key), "key": key_name(key),
-                         "real_key": key_name(real_key), "kept": len(expected & got) / max(len(expected), 1),
+                         "real_key": key_name(real_key), "kept": sum(bool(ways & got) for ways in expected) / max(len(expected), 1),
                          "original_notes_in_span": int(inside.sum()), "new_notes": len(new),
                          "same_key": key is not None and key == context_key,
                          "related_key": key is not None and context_key is not None and closely_related(key, context_key),

@@ -75,6 +75,28 @@ def test_notes_outside_the_bars_are_kept_exactly_and_new_ones_stay_inside(model,
     assert _notes(piece.midi, [NEW_TRACK]) == [(60, 6.0, 12.0), (60, 18.0, 21.0)]  # one held note per span
 
 
+def _decoding_what_is_carried_on(frames_shape):
+    """A stand-in decoder that holds on, through a gap's first frame and unstruck, every key it is
+    told sounds before the gap (`carry`), and strikes key 39 (C4) at the gap's start."""
+    def decode(indices, carry=None, chunk=64):
+        frames = np.zeros((*indices.shape[:2], *frames_shape), dtype=np.uint8)
+        frames[:, 0, 0, 39, 0] = frames[:, 0, 1, 39] = 1
+        if carry is not None:
+            frames[:, 0, 1] |= np.asarray(carry, dtype=np.uint8)[:, :, None]
+        return frames
+    return decode
+
+
+def test_a_note_the_new_bars_hold_on_is_kept_whole_not_struck_again(model, source, monkeypatch):
+    """The new bars are decoded after the bar before them: a bass note held into them that the
+    decoder holds on stays one note, as the file has it, rather than cut and struck again."""
+    monkeypatch.setattr(model.vae, "decode_pieces", _decoding_what_is_carried_on(model.grid.frame_shape))
+    piece = model.regenerate(source, [(3, 4)], seed=0)[0]
+    assert (45, 3.0, 7.5) in _notes(piece.midi)  # held from bar 2 into bar 3: whole
+    new = _notes(piece.midi, [NEW_TRACK])
+    assert (60, 6.0, 7.0) in new and not [n for n in new if n[0] == 45]  # C4 struck; the bass not again
+
+
 def test_the_same_seed_writes_the_same_bars_and_sample_i_is_seed_plus_i(model, source):
     one, two = model.regenerate(source, [(2, 3)], seed=5, num_samples=2)
     again = model.regenerate(source, [(2, 3)], seed=6)[0]
