@@ -148,10 +148,9 @@ def _timemap(midi: pretty_midi.PrettyMIDI, sounding: list, shown_as: list) -> li
 
 def _folded(heads: list, bodies: list, meters: list) -> list:
     """([(bar, left barline XML, right barline XML)] of the bars to write, the written bar each bar
-    is played from): a section written out
-    twice note for note (MIN_REPEAT_BARS or more, as the halves of a binary piece are) is written
-    once between repeat signs; where only its last bar differs, that bar is written twice, as
-    first and second endings."""
+    is played from): a section written out twice note for note (MIN_REPEAT_BARS or more, as the
+    halves of a binary piece are) is written once between repeat signs; where only its last bar
+    differs, that bar is written twice, as first and second endings."""
     out, i, n = [], 0, len(bodies)
     shown_as = list(range(n))  # the written bar each bar is played from
     same = lambda a, b: bodies[a] == bodies[b] and meters[a] == meters[b]  # noqa: E731
