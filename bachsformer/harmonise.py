@@ -20,7 +20,7 @@ import torch
 from ludovico_vae.frames import (ONSET, SOUNDING, frames_to_roll, notes_to_roll, roll_to_frames,
                                  roll_to_notes)
 from ludovico_vae.midi import DEFAULT_VELOCITY, LOWEST_PITCH, Notes, beats_of_seconds, parse_midi
-from mingpt.model import KVCacheDecoder
+from mingpt.model import KVCacheDecoder, draw_tokens, uniform_draws
 
 from .editing import NEW_TRACK, piece_extras, read_own_piece
 from .errors import GenerationError
@@ -107,8 +107,9 @@ def search(model, extras: np.ndarray, best, n: int, k: int, temperature: float, 
         out = np.empty((n, per), dtype=np.int64)
         for frame in range(n):
             drawn = torch.empty(k, per, dtype=torch.int64)
+            draws = uniform_draws(per, k, generator, logits.device)
             for t in range(per):
-                tok = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)[:, 0]
+                tok = draw_tokens(logits, draws[t])
                 drawn[:, t] = tok
                 extra = None if embedded is None else embedded[:, frame * per + t]
                 logits = decoder.fast_step(tok, extra)

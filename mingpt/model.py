@@ -389,18 +389,12 @@ class GPT(nn.Module):
         tokens, done, extra_rows = [], [], None
         for i in range(n_new):
             if i % chunk == 0:
-                # u in [0, 1 - 2^-22): u * total then always rounds to below the total (the largest
-                # float32 under 1 times a total near 1 can round up to it), so the search below
-                # lands on a token of positive probability; the last token's chance shrinks by 2e-7
-                draws = _uniforms(chunk, B, generator, idx.device).mul_(1 - 2 ** -22).unbind(0)
+                draws = uniform_draws(chunk, B, generator, idx.device).unbind(0)
                 if extras is not None:  # new token i sits at T0 + i and is fed with its extras
                     extra_rows = decoder.embed_extras(extras[:, T0 + i:T0 + i + chunk]).unbind(1)
             if filtered:
                 logits = filter_logits(logits, top_k, top_p)
-            cdf = torch.softmax(logits, dim=-1).cumsum_(dim=-1)  # (B, V); a filtered token adds 0
-            # the first token whose cumulative probability passes u * total: never one of
-            # probability 0, whose cumulative equals its predecessor's, which passed first
-            tok = torch.searchsorted(cdf, draws[i % chunk] * cdf[:, -1:], right=True)[:, 0]  # (B,)
+            tok = draw_tokens(logits, draws[i % chunk])  # (B,)
             tokens.append(tok)
             if len(tokens) == chunk:  # one tensor per chunk: a tensor per token costs ~1 KB each
                 done.append(torch.stack(tokens, dim=1))
@@ -414,13 +408,29 @@ class GPT(nn.Module):
         return torch.cat(done + ([torch.stack(tokens, dim=1)] if tokens else []), dim=1)
 
 
-def _uniforms(steps: int, B: int, generator, device) -> torch.Tensor:
-    """(steps, B, 1) uniform draws: from one generator, or column b from the b-th of a list."""
+def uniform_draws(steps: int, B: int, generator, device) -> torch.Tensor:
+    """(steps, B, 1) uniform draws in [0, 1 - 2^-22) for `draw_tokens`: from one generator, or
+    column b from the b-th of a list.
+
+    Below 1 - 2^-22, u * total always rounds to below the total (the largest float32 under 1 times
+    a total near 1 can round up to it), so the draw lands on a token of positive probability; the
+    last token's chance shrinks by 2e-7."""
     if isinstance(generator, (list, tuple)):
         if len(generator) != B:
             raise ValueError(f"one generator per sequence: {B} sequences, {len(generator)} generators")
-        return torch.stack([torch.rand(steps, 1, generator=g, device=g.device) for g in generator], dim=1).to(device)
-    return torch.rand(steps, B, 1, generator=generator, device=device)
+        u = torch.stack([torch.rand(steps, 1, generator=g, device=g.device) for g in generator], dim=1).to(device)
+    else:
+        u = torch.rand(steps, B, 1, generator=generator, device=device)
+    return u.mul_(1 - 2 ** -22)
+
+
+def draw_tokens(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """(B, V) logits, (B, 1) uniform draws from `uniform_draws` -> (B,) tokens drawn from the
+    softmax: the first token whose cumulative probability passes u times the total. Never one of
+    probability 0 (a filtered token), whose cumulative equals its predecessor's, which passed first.
+    One softmax, one running sum and one search: cheaper than torch.multinomial for one draw."""
+    cdf = torch.softmax(logits, dim=-1).cumsum_(dim=-1)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]
 
 
 def _guided(logits: torch.Tensor, B: int, guidance: float) -> torch.Tensor:
@@ -568,6 +578,7 @@ class KVCacheDecoder:
         self.temperature = temperature
         self.w_head = (model.lm_head.weight.detach() / temperature).t().contiguous()  # (C, V)
         self.pos = 0  # position of the next token
+        self._rows_agree_until = 0  # every sequence holds the same keys and values before this position
         self._table_start, self._table = 0, ()
 
     def embed_extras(self, extras: torch.Tensor) -> torch.Tensor:
@@ -588,6 +599,7 @@ class KVCacheDecoder:
                              f"{self.config.block_size}, got {tuple(idx.shape)}")
         context = idx if extras is None else torch.cat([idx[..., None], extras], dim=-1).flatten(1)
         distinct, rows = torch.unique(context, dim=0, return_inverse=True)
+        self._rows_agree_until = idx.shape[1] if len(distinct) == 1 else 0
         if len(distinct) < len(idx):
             first = torch.full((len(distinct),), len(idx), device=idx.device)
             first.scatter_reduce_(0, rows, torch.arange(len(idx), device=idx.device), "amin")
@@ -629,9 +641,22 @@ class KVCacheDecoder:
 
     def keep_row(self, row: int) -> None:
         """Make every sequence of the batch a copy of sequence `row` (its cached keys and values):
-        a search that draws several continuations, keeps the best and draws on from it."""
+        a search that draws several continuations, keeps the best and draws on from it.
+
+        Only the positions written since the sequences last agreed are copied: after a shared
+        prefill or the last keep_row, the tokens of one drawn frame rather than the whole window."""
+        L, first, n = self.config.block_size, self._rows_agree_until % self.config.block_size, \
+            self.pos - self._rows_agree_until
+        if n >= L:
+            slots = [slice(0, L)]
+        elif first + n <= L:
+            slots = [slice(first, first + n)]
+        else:  # the positions wrap around the rolling cache
+            slots = [slice(first, L), slice(0, first + n - L)]
         for layer in self.layers:
-            layer.kv.copy_(layer.kv[row:row + 1].expand_as(layer.kv))
+            for s in slots:
+                layer.kv[:, :, s].copy_(layer.kv[row:row + 1, :, s].expand_as(layer.kv[:, :, s]))
+        self._rows_agree_until = self.pos
 
     def fast_step(self, idx: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """`step` without checks, extra already embedded (B, C); run it under inference mode."""

@@ -192,6 +192,44 @@ def test_sequences_sharing_a_context_are_prefilled_once_and_step_as_if_alone(ove
         assert torch.allclose(together[i], alone[0], atol=1e-5), i
 
 
+@pytest.mark.parametrize("overrides", [dict(), dict(n_kv_head=1, extra_vocab_sizes=(4, 3))])
+@pytest.mark.parametrize("shared_context", [True, False])
+def test_keep_row_makes_every_sequence_step_on_as_the_kept_one_alone(overrides, shared_context):
+    """A search draws several continuations, keeps one and draws on from it: after keep_row every
+    sequence steps exactly as a decoder that was fed the kept tokens alone, whether the rows shared
+    their context or not, and with rounds shorter and longer than the window, wrapping around it."""
+    model = tiny_model(**overrides)
+    config, B, T0 = model.config, 3, 3
+    contexts = random_tokens(config, 1 if shared_context else B, T0).expand(B, -1)
+    rounds, kept_rows = [2, 5, 8, 1, 11, 3], [1, 0, 2, 2, 1, 0]  # 8 = block_size: one round fills it
+    T = T0 + sum(rounds) + 4
+    extras = random_extras(config, 1, T)
+    extras = None if extras is None else extras.expand(B, -1, -1)
+    decoder = KVCacheDecoder(model, B)
+    decoder.prefill(contexts, None if extras is None else extras[:, :T0])
+    path, t, seed = [contexts[kept_rows[0], :]], T0, 20
+    for n, row in zip(rounds, kept_rows):
+        drawn = random_tokens(config, B, n, seed=seed)  # each sequence its own tokens
+        seed += 1
+        for i in range(n):
+            decoder.step(drawn[:, i], None if extras is None else extras[:, t + i])
+        decoder.keep_row(row)
+        for layer in decoder.layers:
+            assert torch.equal(layer.kv, layer.kv[row:row + 1].expand_as(layer.kv))
+        path.append(drawn[row])
+        t += n
+    after = random_tokens(config, 1, 4, seed=99)[0]
+    alone = KVCacheDecoder(model, 1)
+    alone.prefill(path[0][None], None if extras is None else extras[:1, :T0])
+    for i, tok in enumerate(torch.cat(path[1:])):
+        alone.step(tok[None], None if extras is None else extras[:1, T0 + i])
+    for i in range(len(after)):
+        x = None if extras is None else extras[:, t + i]
+        together = decoder.step(after[i].expand(B), x)
+        single = alone.step(after[i][None], None if x is None else x[:1])
+        assert torch.allclose(together, single.expand(B, -1), atol=1e-5), i
+
+
 @pytest.mark.parametrize("T0", [1, 3, 12])  # 12 > block_size: the prompt is cut to its last 8
 def test_greedy_generation_equals_uncached_recomputation(T0):
     model = tiny_model(n_kv_head=2, extra_vocab_sizes=(5,))
