@@ -7,7 +7,9 @@ music's own figures:
 - key: the regenerated span's key against the key of its context (the bars around it), and the
   original span's key against the same context;
 - seams: the discriminator of `discriminate` on 8-beat windows centred on each seam, against the
-  reference, beside the same test on as many windows cut at random from free samples (`--free`);
+  reference, beside the same test on as many windows cut at random from the same pieces as they
+  are (the fair control: windows of a few pieces are told from a whole corpus by their pieces'
+  character alone) and from free samples (`--free`);
 - speed: seconds per regeneration with the model loaded.
 """
 from __future__ import annotations
@@ -100,18 +102,16 @@ def measure_piece(model: Bachsformer, path, bars: int, count: int, samples: int,
             for seam in (a, b):
                 if seam - SEAM_BEATS / 2 >= 0 and seam + SEAM_BEATS / 2 <= end_beat:
                     seams.append(_window(whole, seam - SEAM_BEATS / 2, seam + SEAM_BEATS / 2))
-    return {"rows": rows, "seams": seams, "seconds": seconds}
+    return {"rows": rows, "seams": seams, "seconds": seconds, "notes": score.notes}
 
 
 def random_windows(pieces: list, count: int, rng: np.random.Generator) -> list:
-    """`count` SEAM_BEATS-beat windows cut at random places of random `pieces` (Notes)."""
-    out = []
-    usable = [p for p in pieces if len(p) and p.end.max() > SEAM_BEATS]
-    for k in range(count):
-        notes = usable[int(rng.integers(len(usable)))]
-        start = float(rng.integers(0, int(notes.end.max() - SEAM_BEATS) + 1))
-        out.append(_window(notes, start, start + SEAM_BEATS))
-    return out
+    """`count` SEAM_BEATS-beat windows of `pieces` (Notes), starting on a beat: distinct windows
+    drawn at random among all of them (a window given twice would be both learned and tested)."""
+    starts = [(i, s) for i, p in enumerate(pieces) if len(p)
+              for s in range(0, int(p.end.max() - SEAM_BEATS) + 1)]
+    chosen = rng.choice(len(starts), count, replace=count > len(starts))
+    return [_window(pieces[starts[k][0]], float(starts[k][1]), float(starts[k][1] + SEAM_BEATS)) for k in chosen]
 
 
 def add_regenerate_command(commands, default_checkpoints) -> None:
@@ -135,7 +135,7 @@ def run_regenerate(args) -> int:
     files, root = midi_files(args.path)
     model = Bachsformer.from_checkpoints(args.checkpoint_dir, args.device)
     model.regenerate(files[0], [(1, 1)], seed=0)  # warm up: the figures are of a loaded model
-    rows, seams, seconds, errors = [], [], [], {}
+    rows, seams, seconds, errors, pieces = [], [], [], {}, []
     for path in progress(files, "regenerate"):
         label = relative_label(path, root)
         try:
@@ -146,6 +146,7 @@ def run_regenerate(args) -> int:
         rows += [{"piece": label, **r} for r in result["rows"]]
         seams += result["seams"]
         seconds += result["seconds"]
+        pieces.append(result["notes"])
     if not rows:
         raise CommandError(f"{args.path}: no piece long enough for spans of {args.bars} bars with "
                            f"{CONTEXT_BARS} bars on each side")
@@ -167,6 +168,10 @@ def run_regenerate(args) -> int:
         seam_test = discriminate(seams, reference, SEAM_BEATS, seed=args.seed)
         summary["seam_balanced_accuracy"] = seam_test["balanced_accuracy"]
         line = f"seams: {len(seams)} windows of {SEAM_BEATS} beats told from the reference at {seam_test['balanced_accuracy']:.3f}"
+        own = random_windows(pieces, len(seams), np.random.default_rng([args.seed, 1]))
+        own_test = discriminate(own, reference, SEAM_BEATS, seed=args.seed)
+        summary["own_balanced_accuracy"] = own_test["balanced_accuracy"]
+        line += f", as many windows of the same pieces as written at {own_test['balanced_accuracy']:.3f}"
         if args.free:
             free, _ = _read_pieces(args.free, "--free", "free samples", 5)
             windows = random_windows(free, len(seams), np.random.default_rng(args.seed))
