@@ -9,7 +9,8 @@ Every note that starts outside the chosen bars is kept exactly as the file has i
 and end, its track, program and velocity); a note held into a chosen bar is cut where the bar
 begins, unless the new bars hold it on, when it stays whole. The transformer writes the bars'
 codes knowing the music before them and, when it was trained to fill gaps (the `future` input),
-the frames after them; the VQ-VAE decodes them after the bar before, as the piece sounds.
+the frames after them; the VQ-VAE decodes them after the bar before, as the piece sounds. New
+bars that wander off the key of the bars around them are drawn again (a few times at most).
 """
 from __future__ import annotations
 
@@ -25,10 +26,14 @@ from ludovico_vae.frames import (ONSET, QUANTISED_SHARE, SOUNDING, bar_per_frame
 from ludovico_vae.midi import DEFAULT_VELOCITY, LOWEST_PITCH, Notes, bar_lines, beats_of_seconds, parse_midi, read_midi
 
 from .errors import GenerationError
-from .generation import Generated, fresh_seed
+from .generation import Generated, _candidate_seed, fresh_seed
+from .tonality import closely_related, estimate_key
 from .tokens import (SLOTS_PER_BEAT, beat_slots, encode, future_first, key_of_frames, progress_bins,
                      select_extras, token_extras)
 
+CONTEXT_BARS = 4  # bars on each side of a span whose key the new bars keep (or a closely related one)
+SPAN_DRAWS = 4  # at most, for each span of each version: drawn until one keeps the context's key
+SPAN_SALT = 7919  # seeds of later draws of a span, apart from every other candidate's
 FUTURE_FRAMES = 8  # frames after a gap shown to the model; it trained with 1 to 12
 NEW_TRACK = "bachsformer (new)"  # the track the model's notes join a user's file as
 PAST_FRAMES = 8  # frames before a gap kept in view while its last frames are written
@@ -62,7 +67,9 @@ def parse_bar_range(text: str) -> tuple:
 def regenerate(model, source, ranges, seed: int | None = None, num_samples: int = 1, temperature: float = 1.0,
                top_k: int | None = None, top_p: float | None = None) -> list:
     """`num_samples` versions of the MIDI file `source` with the bars of each `(first, last)` of
-    `ranges` written anew (bars from 1, both included), as `Generated`; sample i is seed + i's."""
+    `ranges` written anew (bars from 1, both included), as `Generated`; sample i is seed + i's.
+    A span whose new music leaves the key of the bars around it (`context_key`; a closely related
+    key is kept) is drawn again, up to SPAN_DRAWS times; the first that keeps it, else the first."""
     path, score, piece = read_own_piece(model, source)
     end_beat = len(piece) - piece.lead_in
     meters = {(num, den) for _, num, den in score.time_signatures}
@@ -70,7 +77,8 @@ def regenerate(model, source, ranges, seed: int | None = None, num_samples: int 
     if too_long:
         raise GenerationError(f"{path}: its meter {', '.join(too_long)} has bars longer than the model has seen "
                               f"({model.n_slots // SLOTS_PER_BEAT} beats at most)")
-    spans = bar_spans(path, ranges, bar_lines(score.time_signatures, end_beat), end_beat)
+    bar_starts = bar_lines(score.time_signatures, end_beat)
+    spans = bar_spans(path, ranges, bar_starts, end_beat)
     if not isinstance(num_samples, int) or num_samples < 1:
         raise GenerationError(f"num samples must be a positive integer, got {num_samples!r}")
     seed = fresh_seed() if seed is None else int(seed)
@@ -84,13 +92,27 @@ def regenerate(model, source, ranges, seed: int | None = None, num_samples: int 
     frames = np.broadcast_to(piece.frames, (num_samples, *piece.frames.shape)).copy()
     new_notes = [[] for _ in seeds]
     held_on = [{} for _ in seeds]  # span start -> keys the new music holds on from before it
-    for start, end in spans:
+    bounds = np.append(bar_starts, max(end_beat, bar_starts[-1]))
+    for n_span, (start, end) in enumerate(spans):
         first = int(np.floor(start + piece.lead_in + EPS))  # frames that hold any of the span
         last = min(len(piece), int(np.ceil(end + piece.lead_in - EPS)))
-        tokens[:, first:last] = _fill(model, tokens, extras, first, last, generators, options)
         # decoded after the frame before, as the piece sounds: a note held into the span may go on
         carry = frames[:, first - 1, SOUNDING, :, -1].astype(bool) if first > 0 else None
-        decoded = model.vae.decode_pieces(torch.from_numpy(tokens[:, first:last]).to(model.device), carry=carry)
+        home = context_key(score.notes, bounds, start, end)
+        decoded = np.empty((num_samples, last - first, *frames.shape[2:]), dtype=frames.dtype)
+        rows, draw = list(range(num_samples)), 0
+        while rows and draw < SPAN_DRAWS:  # the first draw from each version's own generator
+            drawing = [generators[i] if draw == 0 else
+                       torch.Generator().manual_seed(_candidate_seed(seeds[i], SPAN_SALT * (n_span + 1) + draw)) for i in rows]
+            new = _fill(model, tokens[rows], extras, first, last, drawing, options)
+            drawn = model.vae.decode_pieces(torch.from_numpy(new).to(model.device),
+                                            carry=None if carry is None else carry[rows])
+            passed = [home is None or _keeps_key(gap, home, first - piece.lead_in, start, end, model) for gap in drawn]
+            for r, codes_drawn, gap, ok in zip(rows, new, drawn, passed):
+                if draw == 0 or ok:  # a later draw replaces the first only if it keeps the key
+                    tokens[r, first:last], decoded[r] = codes_drawn, gap
+            rows = [r for r, ok in zip(rows, passed) if not ok]
+            draw += 1
         frames[:, first:last] = decoded
         at_frame = abs(first - piece.lead_in - start) < EPS  # the span begins where its first frame does
         for i, gap in enumerate(decoded):
@@ -109,6 +131,31 @@ def regenerate(model, source, ranges, seed: int | None = None, num_samples: int 
                       np.concatenate([tokens[i, int(np.floor(a + piece.lead_in + EPS)):
                                                 int(np.ceil(b + piece.lead_in - EPS))] for a, b in spans]).reshape(-1),
                       0, seeds[i]) for i in range(num_samples)]
+
+
+def context_key(notes: Notes, bounds: np.ndarray, start: float, end: float) -> int | None:
+    """The key of the CONTEXT_BARS bars before the span start..end (beats) and the CONTEXT_BARS
+    after it, of `notes` (beats); `bounds` the piece's bar lines and its end. None if silent."""
+    first, last = np.searchsorted(bounds, [start - EPS, end - EPS])  # the span's first bar line, its end's
+    before, after = bounds[max(0, first - CONTEXT_BARS)], bounds[min(len(bounds) - 1, last + CONTEXT_BARS)]
+    sides = [_clipped(notes, before, start), _clipped(notes, end, after)]
+    pitch, on, off = (np.concatenate(column) for column in zip(*sides))
+    return estimate_key(pitch, on, off) if len(pitch) else None
+
+
+def _clipped(notes: Notes, start: float, end: float) -> tuple:
+    """(pitch, start, end) of what of `notes` sounds between start and end."""
+    keep = (notes.start < end) & (notes.end > start)
+    return notes.pitch[keep], np.maximum(notes.start[keep], start), np.minimum(notes.end[keep], end)
+
+
+def _keeps_key(gap: np.ndarray, home: int, offset: float, start: float, end: float, model) -> bool:
+    """Whether what sounds between start and end (beats) of the decoded frames `gap`, whose first
+    frame starts at beat `offset`, is in the key `home` or a closely related one."""
+    notes = roll_to_notes(frames_to_roll(gap), model.grid.steps_per_quarter).shifted(offset)
+    pitch, on, off = _clipped(notes, start, end)
+    key = estimate_key(pitch, on, off) if len(pitch) else None
+    return key is not None and closely_related(key, home)
 
 
 def bar_spans(path, ranges, bar_starts: np.ndarray, end_beat: float) -> list:

@@ -22,12 +22,11 @@ from ludovico_vae.midi import MidiError, Notes, bar_lines, beats_of_seconds, rea
 
 from ..cli import format_table, midi_files, positive_int, progress, relative_label, write_json
 from ..errors import CommandError
-from ..editing import NEW_TRACK
+from ..editing import CONTEXT_BARS, NEW_TRACK, context_key
 from ..generation import Bachsformer
 from ..tonality import closely_related, estimate_key, key_name
 from .discriminate import _read_pieces, discriminate
 
-CONTEXT_BARS = 4  # bars on each side of a span that its key is measured against
 SEAM_BEATS = 8
 
 
@@ -71,11 +70,7 @@ def measure_piece(model: Bachsformer, path, bars: int, count: int, samples: int,
     rows, seams, seconds = [], [], []
     for first, last in spans_of(len(starts), bars, count):
         a, b = float(bounds[first - 1]), float(bounds[last])
-        before, after = float(bounds[first - 1 - CONTEXT_BARS]), float(bounds[min(last + CONTEXT_BARS, len(starts))])
-        context = Notes(*(np.concatenate(x) for x in zip(
-            *[(w.pitch, w.start + s, w.end + s) for w, s in ((_window(score.notes, before, a), before),
-                                                             (_window(score.notes, b, after), b))])))
-        context_key = _key(context, before, after)
+        home = context_key(score.notes, bounds, a, b)
         real_key = _key(score.notes, a, b)
         t0 = time.perf_counter()
         pieces = model.regenerate(path, [(first, last)], seed=seed, num_samples=samples)
@@ -90,14 +85,14 @@ def measure_piece(model: Bachsformer, path, bars: int, count: int, samples: int,
                         if not ((s >= a - 1e-6) and (s < b - 1e-6))]
             got = {(int(p), round(s, 4), round(e, 4)) for p, s, e in zip(kept.pitch, kept.start, kept.end)}
             key = _key(midi_notes(piece.midi), a, b)  # what sounds in the span, as for the real span's key
-            rows.append({"span": f"{first}-{last}", "context_key": key_name(context_key), "key": key_name(key),
+            rows.append({"span": f"{first}-{last}", "context_key": key_name(home), "key": key_name(key),
                          "real_key": key_name(real_key), "kept": sum(bool(ways & got) for ways in expected) / max(len(expected), 1),
                          "original_notes_in_span": int(inside.sum()), "new_notes": len(new),
-                         "same_key": key is not None and key == context_key,
-                         "related_key": key is not None and context_key is not None and closely_related(key, context_key),
-                         "real_same_key": real_key is not None and real_key == context_key,
-                         "real_related_key": real_key is not None and context_key is not None
-                         and closely_related(real_key, context_key)})
+                         "same_key": key is not None and key == home,
+                         "related_key": key is not None and home is not None and closely_related(key, home),
+                         "real_same_key": real_key is not None and real_key == home,
+                         "real_related_key": real_key is not None and home is not None
+                         and closely_related(real_key, home)})
             whole = midi_notes(piece.midi)
             for seam in (a, b):
                 if seam - SEAM_BEATS / 2 >= 0 and seam + SEAM_BEATS / 2 <= end_beat:

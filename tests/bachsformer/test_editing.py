@@ -9,12 +9,12 @@ import pretty_midi
 import pytest
 import torch
 
-from bachsformer.editing import NEW_TRACK, bar_spans, parse_bar_range
+from bachsformer.editing import NEW_TRACK, SPAN_DRAWS, bar_spans, context_key, parse_bar_range
 from bachsformer.errors import GenerationError
 from bachsformer.generation import Bachsformer
 from bachsformer.tokens import EXTRA_INPUTS
 from conftest import N, write_midi
-from ludovico_vae.midi import beats_of_seconds
+from ludovico_vae.midi import LOWEST_PITCH, Notes, beats_of_seconds, read_midi
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,6 +105,74 @@ def test_the_same_seed_writes_the_same_bars_and_sample_i_is_seed_plus_i(model, s
     assert len(one.tokens) == 6 * 16  # bars 2-3 of 3/4: six frames of codes
 
 
+C_MAJOR, F_SHARP_MAJOR = 0, 6
+TRIADS = {C_MAJOR: (60, 64, 67), F_SHARP_MAJOR: (66, 70, 73)}
+
+
+@pytest.fixture(scope="module")
+def in_c(tmp_path_factory):
+    """Twelve bars of C major in 3/4: a scale over the tonic triad, bar after bar."""
+    path = tmp_path_factory.mktemp("editing") / "in_c.mid"
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    notes = [N(scale[b % 8] + 12, b, b + 1) for b in range(36)]
+    notes += [N(p, 3 * bar, 3 * bar + 3) for bar in range(12) for p in (48, 52, 55)]
+    write_midi(path, notes, time_signatures=((0.0, 3, 4),))
+    return path
+
+
+def _decoding_triads(frames_shape, keys: list, calls: list):
+    """A stand-in decoder: its n-th call writes, in every row, the tonic triad of keys[n] held and
+    struck at each frame (the last of the list once it runs out)."""
+    def decode(indices, carry=None, chunk=64):
+        frames = np.zeros((*indices.shape[:2], *frames_shape), dtype=np.uint8)
+        pitches = np.array(TRIADS[keys[min(len(calls), len(keys) - 1)]]) - LOWEST_PITCH
+        frames[:, :, 1, pitches] = 1
+        frames[:, :, 0, pitches, 0] = 1
+        calls.append(len(indices))
+        return frames
+    return decode
+
+
+def _new_pitch_classes(piece) -> set:
+    return {p % 12 for p, _, _ in _notes(piece.midi, [NEW_TRACK])}
+
+
+def test_new_bars_that_leave_the_key_around_them_are_drawn_again(model, in_c, monkeypatch):
+    """Bars 5-6 drawn first in F# major, around them C major: drawn again, and the draw in C kept."""
+    calls = []
+    monkeypatch.setattr(model.vae, "decode_pieces",
+                        _decoding_triads(model.grid.frame_shape, [F_SHARP_MAJOR, F_SHARP_MAJOR, C_MAJOR], calls))
+    pieces = model.regenerate(in_c, [(5, 6)], seed=0, num_samples=2)
+    assert calls == [2, 2, 2]  # both versions drawn three times: twice in F#, then in C
+    assert all(_new_pitch_classes(p) == {0, 4, 7} for p in pieces)
+    calls.clear()
+    again = model.regenerate(in_c, [(5, 6)], seed=0, num_samples=2)  # the same seed: the same draws
+    assert [a.tokens.tolist() for a in again] == [p.tokens.tolist() for p in pieces]
+
+
+def test_when_no_draw_keeps_the_key_the_first_is_written(model, in_c, monkeypatch):
+    calls = []
+    monkeypatch.setattr(model.vae, "decode_pieces", _decoding_triads(model.grid.frame_shape, [F_SHARP_MAJOR], calls))
+    first = model.regenerate(in_c, [(5, 6)], seed=3)[0]
+    assert calls == [1] * SPAN_DRAWS and _new_pitch_classes(first) == {6, 10, 1}
+    monkeypatch.undo()
+    calls.clear()
+    monkeypatch.setattr(model.vae, "decode_pieces", _decoding_triads(model.grid.frame_shape, [C_MAJOR], calls))
+    kept = model.regenerate(in_c, [(5, 6)], seed=3)[0]
+    assert calls == [1] and np.array_equal(kept.tokens, first.tokens)  # the first draw is the version's own
+
+
+def test_the_key_around_a_span_is_read_from_the_bars_on_both_sides(in_c):
+    notes = read_midi(in_c).notes
+    bounds = np.arange(0, 37, 3.0)  # 12 bars of 3/4 and the end
+    assert context_key(notes, bounds, 12.0, 18.0) == C_MAJOR
+    inside = (notes.start >= 12.0) & (notes.start < 18.0)
+    moved = Notes(np.where(inside, notes.pitch + 6, notes.pitch), notes.start, notes.end)  # the span itself in F#
+    assert context_key(moved, bounds, 12.0, 18.0) == C_MAJOR
+    silent = Notes(np.zeros(0, int), np.zeros(0), np.zeros(0))
+    assert context_key(silent, bounds, 12.0, 18.0) is None
+
+
 def test_a_model_trained_to_fill_gaps_sees_the_future_first(model, source, monkeypatch):
     seen = []
     real = model.transformer.generate
@@ -116,8 +184,9 @@ def test_a_model_trained_to_fill_gaps_sees_the_future_first(model, source, monke
     monkeypatch.setattr(model.transformer, "generate", spy)
     model.regenerate(source, [(4, 4)], seed=0)
     # a context of 4 frames cannot hold the bar's 3 frames, its future and its past at once: the
-    # first frame is written straight on, the last two seeing the future (one frame) first
-    assert len(seen) == 2 and set(seen[0][1]) == {0}
+    # first frame is written straight on, the last two seeing the future (one frame) first (a
+    # span that left the key is drawn again the same way)
+    assert len(seen) % 2 == 0 and set(seen[0][1]) == {0} and seen[2:] == seen[:2] * (len(seen) // 2 - 1)
     length, future = seen[1]
     assert future == [1] * 16 + [0] * (length - 16) + [0] * 32
     assert length + 32 <= model.transformer.config.block_size
