@@ -143,8 +143,20 @@ def chorale_names(limit: int | None = None) -> list:
 
 
 def chorale_works(limit: int | None = None) -> list:
-    by_name = {w.name: w for w in composer_works("bach")}
-    return [by_name[Path(name).name] for name in chorale_names(limit)]
+    """The chorales of `chorale_names` as `Work`s. A name the chorale list spells otherwise than its
+    file (music21 10 lists `bach/bwv18.5-l` for `bwv18.5-lz.mxl`) is found as music21 finds it."""
+    works = composer_works("bach")
+    by_name, by_path = {w.name: w for w in works}, {w.path.resolve(): w for w in works}
+    music21 = import_music21()
+    out = []
+    for name in chorale_names(limit):
+        work = by_name.get(Path(name).name)
+        if work is None:
+            found = music21.corpus.getWork(name)
+            found = found[0] if isinstance(found, list) else found
+            work = by_path[Path(found).resolve()]
+        out.append(work)
+    return out
 
 
 def parse_work(work: Work):

@@ -195,3 +195,11 @@ def test_held_out_edge_shares_and_a_pinned_example():
     with pytest.raises(ValueError, match="share"):
         is_held_out("bwv10.7", 1.5)
 
+
+
+def test_every_chorale_the_list_names_is_found_even_where_its_file_is_spelled_otherwise(offline, monkeypatch):
+    """music21 10 lists `bach/bwv18.5-l` for the file bwv18.5-lz.mxl: found as music21 finds it."""
+    monkeypatch.setattr(music21_export, "chorale_names", lambda limit=None: ["bach/bwv269", "bach/bwv18.5-l"])
+    works = music21_export.chorale_works()
+    assert works[0].path.stem == "bwv269" and works[1].path.stem.startswith("bwv18.5-l")
+    assert len(music21_export.chorale_names()) == len(music21_export.chorale_works())  # the whole list resolves
