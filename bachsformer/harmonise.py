@@ -80,11 +80,10 @@ def harmonise(model, source, voice: str = "top", seed: int | None = None, num_sa
     for i in range(num_samples):
         torch.set_num_threads(1)  # one token at a time: a second thread only waits (as in sampling)
         try:
-            tokens = search(model, extras, _LineScorer(line_frames, voice), len(line_frames), candidates,
-                            temperature, seed + i)
+            tokens, frames = search(model, extras, _LineScorer(line_frames, voice), len(line_frames), candidates,
+                                    temperature, seed + i)
         finally:
             torch.set_num_threads(threads)
-        frames = model.vae.decode_pieces(torch.from_numpy(tokens[None]).to(model.device))[0]
         notes = roll_to_notes(frames_to_roll(frames), steps).shifted(-piece.lead_in)
         midi = _harmonised_midi(parse_midi(path), score.notes, chosen, _around(notes, line, voice))
         results.append(Generated(midi, frames, tokens.reshape(-1), 0, seed + i))
@@ -92,9 +91,10 @@ def harmonise(model, source, voice: str = "top", seed: int | None = None, num_sa
 
 
 @torch.no_grad()
-def search(model, extras: np.ndarray, best, n: int, k: int, temperature: float, seed: int) -> np.ndarray:
-    """(n, 16) codes: at each frame k candidates drawn from the same past, decoded, and the one that
-    `best(frame, decoded (k, 1, 2, 88, T))` names kept; `extras` (n * 16, 10) the inputs beside them."""
+def search(model, extras: np.ndarray, best, n: int, k: int, temperature: float, seed: int) -> tuple:
+    """(codes (n, 16), frames (n, 2, 88, T)): at each frame k candidates drawn from the same past,
+    decoded, and the one that `best(frame, decoded (k, 1, 2, 88, T))` names kept; `extras` (n * 16,
+    10) the inputs beside them. The frames are the chosen candidates as they were judged."""
     per = model.indices_per_frame
     selected = select_extras(torch.from_numpy(extras), model.extra_inputs)
     decoder = KVCacheDecoder(model.transformer, k, temperature)
@@ -105,6 +105,8 @@ def search(model, extras: np.ndarray, best, n: int, k: int, temperature: float, 
         logits = decoder.prefill(silence, first)  # a silent frame before the first, as a piece begins
         embedded = None if selected is None else decoder.embed_extras(selected[None]).expand(k, -1, -1)
         out = np.empty((n, per), dtype=np.int64)
+        frames = np.empty((n, *model.grid.frame_shape), dtype=np.uint8)
+        carry = None
         for frame in range(n):
             drawn = torch.empty(k, per, dtype=torch.int64)
             draws = uniform_draws(per, k, generator, logits.device)
@@ -113,15 +115,17 @@ def search(model, extras: np.ndarray, best, n: int, k: int, temperature: float, 
                 drawn[:, t] = tok
                 extra = None if embedded is None else embedded[:, frame * per + t]
                 logits = decoder.fast_step(tok, extra)
-            # decoded after the frame chosen before, note by note across the seam, as the whole
-            # piece will be: alone, a held note would read as struck anew or not at all
-            pieces = drawn[:, None] if frame == 0 else torch.cat([torch.from_numpy(out[frame - 1]).expand(k, 1, per),
-                                                                   drawn[:, None]], dim=1)
-            kept = best(frame, model.vae.decode_pieces(pieces)[:, -1:])
+            # decoded after the frame chosen before, the keys sounding at its end carried: a held
+            # note goes on rather than being struck anew, and the piece is written of the frames
+            # as they were judged (decoded whole again, a later frame could change an earlier one)
+            held = None if carry is None else np.broadcast_to(carry, (k, len(carry)))
+            decoded = model.vae.decode_pieces(drawn[:, None].to(model.device), carry=held)
+            kept = best(frame, decoded)
             decoder.keep_row(kept)
             logits = logits[kept:kept + 1].expand(k, -1).clone()
-            out[frame] = drawn[kept].numpy()
-    return out
+            out[frame], frames[frame] = drawn[kept].numpy(), decoded[kept, 0]
+            carry = frames[frame, SOUNDING, :, -1].astype(bool)
+    return out, frames
 
 
 class _LineScorer:

@@ -201,18 +201,22 @@ def ends_on_tonic(pitch, start, end, key: int, min_final_beats: float = 0.0) -> 
 PERFECT = (0, 7)  # unisons and octaves, fifths: interval classes in semitones modulo 12
 
 
-def is_parallel_perfect(before: tuple, after: tuple) -> bool:
-    """Whether outer voices (top, bass) move from `before` to `after` the same way, both moving,
-    from a perfect fifth or octave (unison, compound intervals included) to the same interval."""
+def similar_motion(before: tuple, after: tuple) -> bool:
+    """Whether two voices (top, bass), two keys apart at both ends, both move the same way; a pair
+    on one key (the top alone sounding) is one voice, not two."""
     (top0, bass0), (top1, bass1) = before, after
-    if top0 == top1 or bass0 == bass1 or (top1 > top0) != (bass1 > bass0):
-        return False
+    return top0 != bass0 and top1 != bass1 and top0 != top1 and bass0 != bass1 and (top1 > top0) == (bass1 > bass0)
+
+
+def is_parallel_perfect(before: tuple, after: tuple) -> bool:
+    """Whether outer voices (top, bass) move in similar motion (`similar_motion`) from a perfect
+    fifth or octave (compound intervals included) to the same interval."""
+    (top0, bass0), (top1, bass1) = before, after
     interval = (top0 - bass0) % 12
-    return interval == (top1 - bass1) % 12 and interval in PERFECT and top0 != bass0
+    return similar_motion(before, after) and interval == (top1 - bass1) % 12 and interval in PERFECT
 
 
 def parallel_perfect(pairs: list) -> tuple:
-    """(parallel fifths and octaves, steps where both voices move the same way) along outer-voice
-    pairs [(top, bass), ...]."""
-    similar = sum(1 for (t0, b0), (t1, b1) in zip(pairs, pairs[1:]) if t0 != t1 and b0 != b1 and (t1 > t0) == (b1 > b0))
-    return sum(is_parallel_perfect(a, b) for a, b in zip(pairs, pairs[1:])), similar
+    """(parallel fifths and octaves, steps in similar motion) along outer-voice pairs [(top, bass), ...]."""
+    steps = list(zip(pairs, pairs[1:]))
+    return sum(is_parallel_perfect(a, b) for a, b in steps), sum(similar_motion(a, b) for a, b in steps)

@@ -42,11 +42,10 @@ def variation(model, source, keep: str = "rhythm", seed: int | None = None, num_
     for i in range(num_samples):
         torch.set_num_threads(1)
         try:
-            tokens = search(model, extras, lambda frame, decoded: _in_rhythm(decoded, onsets[frame]), len(piece),
-                            candidates, temperature, seed + i)
+            tokens, frames = search(model, extras, lambda frame, decoded: _in_rhythm(decoded, onsets[frame]),
+                                    len(piece), candidates, temperature, seed + i)
         finally:
             torch.set_num_threads(threads)
-        frames = model.vae.decode_pieces(torch.from_numpy(tokens[None]).to(model.device))[0]
         written = roll_to_notes(frames_to_roll(frames), steps).shifted(-piece.lead_in)
         pitches = repitched(score.notes, written)
         results.append(Generated(_with_pitches(parse_midi(path), score.notes, pitches), frames, tokens.reshape(-1),

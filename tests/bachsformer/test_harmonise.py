@@ -173,21 +173,27 @@ def test_the_search_avoids_parallel_fifths_under_the_line():
     assert scorer(1, second) == 1
 
 
-def test_candidates_are_decoded_after_the_frame_chosen_before(model, chorale, monkeypatch):
-    # held notes must read as the finished piece will read them, across the seam with the past
+def test_candidates_are_decoded_after_the_frame_chosen_before_and_written_as_judged(model, chorale, monkeypatch):
+    """Each frame's candidates are decoded with the keys sounding at the end of the frame chosen
+    before carried (a held note goes on), and the piece is those chosen frames, exactly as the
+    scorer judged them: decoded whole again, a later frame could change an earlier one's notes."""
     from bachsformer import harmonise as harmonise_module
-    decoded, kept, decode = [], [], model.vae.decode_pieces
-    monkeypatch.setattr(model.vae, "decode_pieces", lambda indices, *a, **k: decoded.append(indices.clone())
-                        or decode(indices, *a, **k))
+    calls, judged, decode = [], [], model.vae.decode_pieces
+    monkeypatch.setattr(model.vae, "decode_pieces", lambda indices, carry=None, **k: calls.append(
+        (indices.clone(), None if carry is None else np.array(carry))) or decode(indices, carry=carry, **k))
     scorer = harmonise_module._LineScorer.__call__
-    monkeypatch.setattr(harmonise_module._LineScorer, "__call__",
-                        lambda self, frame, candidates: kept.append(scorer(self, frame, candidates)) or kept[-1])
+
+    def judge(self, frame, candidates):
+        kept = scorer(self, frame, candidates)
+        judged.append(candidates[kept, 0].copy())
+        return kept
+
+    monkeypatch.setattr(harmonise_module._LineScorer, "__call__", judge)
     piece = model.harmonise(chorale, "top", seed=0)[0]
-    per_frame = decoded[:-1]  # the last call decodes the finished piece
     tokens = piece.tokens.reshape(-1, model.indices_per_frame)
-    assert len(per_frame) == len(tokens) and per_frame[0].shape[1] == 1
+    assert len(calls) == len(tokens) and all(indices.shape[1] == 1 for indices, _ in calls)  # no decode after
+    assert calls[0][1] is None
     for frame in range(1, len(tokens)):
-        pieces = per_frame[frame]
-        assert pieces.shape[1] == 2
-        assert (pieces[:, 0] == torch.from_numpy(tokens[frame - 1])).all(), "the past is the frame chosen before"
-        assert torch.equal(pieces[kept[frame], 1], torch.from_numpy(tokens[frame]))
+        indices, carry = calls[frame]
+        assert (carry == judged[frame - 1][1, :, -1].astype(bool)).all(), "what sounds at the end of the frame before"
+    assert np.array_equal(piece.frames, np.stack(judged))

@@ -18,6 +18,8 @@ def test_parallel_fifths_and_octaves_are_counted_among_similar_motions():
     assert parallel_perfect([(72, 60), (74, 62)]) == (1, 1)  # octaves (compound)
     assert parallel_perfect([(67, 60), (65, 62)]) == (0, 0)  # contrary motion
     assert parallel_perfect([(72, 48), (71, 47)]) == (1, 1)  # two octaves apart, both down a step
+    # the top alone (its own lowest note) is one voice: no similar motion into, out of or along it
+    assert parallel_perfect([(72, 72), (74, 74), (76, 64), (77, 77)]) == (0, 0)
 
 
 def test_outer_voices_pair_the_line_with_the_lowest_sounding_note():
