@@ -148,10 +148,12 @@ class _LineScorer:
 
 
 def outer_pairs(frame: np.ndarray, line: np.ndarray, voice: str) -> list:
-    """[(top, bass)] keys at each onset of the line in one frame (2, 88, T): the line and the
-    candidate's lowest (highest, for a bass line) key sounding beyond it then."""
+    """[(top, bass)] keys at each onset of the line in one frame (2, 88, T), in time order: the line
+    and the candidate's lowest (highest, for a bass line) key sounding beyond it then."""
     pairs = []
-    for key, step in zip(*np.nonzero(line[ONSET])):
+    keys, steps = np.nonzero(line[ONSET])
+    order = np.argsort(steps, kind="stable")  # nonzero runs key by key: a falling line would come out reversed
+    for key, step in zip(keys[order], steps[order]):
         sounding = np.flatnonzero(frame[SOUNDING, :, step])
         other = sounding[sounding < key] if voice == "top" else sounding[sounding > key]
         if len(other):

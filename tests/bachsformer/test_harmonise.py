@@ -173,6 +173,24 @@ def test_the_search_avoids_parallel_fifths_under_the_line():
     assert scorer(1, second) == 1
 
 
+def test_outer_pairs_come_in_time_order_so_parallels_across_frames_are_seen():
+    from bachsformer.harmonise import _LineScorer, outer_pairs
+    lines = np.zeros((2, 2, 88, 24), dtype=np.uint8)
+    for frame, key, step in ((0, 48, 0), (0, 46, 12), (1, 48, 0)):  # A4, G4 on the half beat, then A4
+        lines[frame, 0, key, step] = 1
+        lines[frame, 1, key, step:step + 12] = 1
+    first = np.zeros((1, 1, 2, 88, 24), dtype=np.uint8)
+    first[0, 0, 1, 36, :12] = first[0, 0, 1, 34, 12:] = 1  # A3 then G3: octaves under the line
+    first[0, 0, 0, 36, 0] = first[0, 0, 0, 34, 12] = 1
+    assert outer_pairs(first[0, 0], lines[0], "top") == [(48, 36), (46, 34)]
+    scorer = _LineScorer(lines, "top")
+    scorer(0, first)
+    second = np.zeros((2, 1, 2, 88, 24), dtype=np.uint8)
+    for row, bass in ((0, 36), (1, 29)):  # G4-G3 to A4-A3: parallel octaves; to A4 over D3: a fifth
+        second[row, 0, 1, bass, :] = second[row, 0, 0, bass, 0] = 1
+    assert scorer(1, second) == 1
+
+
 def test_candidates_are_decoded_after_the_frame_chosen_before_and_written_as_judged(model, chorale, monkeypatch):
     """Each frame's candidates are decoded with the keys sounding at the end of the frame chosen
     before carried (a held note goes on), and the piece is those chosen frames, exactly as the
