@@ -26,7 +26,7 @@ from ludovico_vae.frames import (ONSET, QUANTISED_SHARE, SOUNDING, bar_per_frame
 from ludovico_vae.midi import DEFAULT_VELOCITY, LOWEST_PITCH, Notes, bar_lines, beats_of_seconds, parse_midi, read_midi
 
 from .errors import GenerationError
-from .generation import Generated, _candidate_seed, fresh_seed
+from .generation import Generated, candidate_seed, fresh_seed
 from .tonality import closely_related, estimate_key
 from .tokens import (SLOTS_PER_BEAT, beat_slots, encode, future_first, key_of_frames, progress_bins,
                      select_extras, token_extras)
@@ -102,8 +102,8 @@ def regenerate(model, source, ranges, seed: int | None = None, num_samples: int 
         decoded = np.empty((num_samples, last - first, *frames.shape[2:]), dtype=frames.dtype)
         rows, draw = list(range(num_samples)), 0
         while rows and draw < SPAN_DRAWS:  # the first draw from each version's own generator
-            drawing = [generators[i] if draw == 0 else
-                       torch.Generator().manual_seed(_candidate_seed(seeds[i], SPAN_SALT * (n_span + 1) + draw)) for i in rows]
+            drawing = [generators[i] if draw == 0 else torch.Generator().manual_seed(
+                candidate_seed(seeds[i], SPAN_SALT * (n_span + 1) + draw)) for i in rows]
             new = _fill(model, tokens[rows], extras, first, last, drawing, options)
             drawn = model.vae.decode_pieces(torch.from_numpy(new).to(model.device),
                                             carry=None if carry is None else carry[rows])

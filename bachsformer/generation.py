@@ -339,7 +339,7 @@ class Bachsformer:
         in_key = lambda p, s, e: estimate_key(p, s, e) == key  # noqa: E731
         a_closes = lambda p, s, e: closes_on_i_or_v(p, s, e, key, last_bar)  # noqa: E731
         a = self._choose(lambda rows, j: self._sample(silence.expand(len(rows), -1), per_section, _rows(a_extras, rows),
-                                                      [_candidate_seed(seeds[r], j) for r in rows], options),
+                                                      [candidate_seed(seeds[r], j) for r in rows], options),
                          k, [in_key], len(seeds))
         a = self._closing(a, per_section, per_section, round(num * 4 / den), [a_closes], seeds, extras, options)
         # B as the last statement (section 3), after A's closing bars where B's first statement ends
@@ -347,7 +347,7 @@ class Bachsformer:
         b_extras = extras(np.arange(3 * per_section - context, 4 * per_section))
         b_closes = lambda p, s, e: on_tonic_chord(p, s, e, key, last_bar)  # noqa: E731
         b = self._choose(lambda rows, j: self._sample(a[rows, -context * per:], per_section, _rows(b_extras, rows),
-                                                      [_candidate_seed(seeds[r], j) for r in rows], options),
+                                                      [candidate_seed(seeds[r], j) for r in rows], options),
                          k, [in_key], len(seeds))
         b = self._closing(b, 3 * per_section, per_section, round(num * 4 / den), [b_closes], seeds, extras, options)
         tokens = torch.cat([a, a, b, b], dim=1)  # (S, 4 * per_section * 16)
@@ -409,7 +409,7 @@ class Bachsformer:
             rows = [r for r, score in enumerate(scores) if not all(score)]
             if not rows:
                 break
-            tries = [_candidate_seed(seeds[r], CLOSING_SALT * (round_ + 1) + j) for r in rows for j in range(k)]
+            tries = [candidate_seed(seeds[r], CLOSING_SALT * (round_ + 1) + j) for r in rows for j in range(k)]
             tails = self._sample(section[rows, (kept - context) * per:kept * per].repeat_interleave(k, dim=0), tail,
                                  _repeat_rows(_rows(extras(positions), rows), k), tries, options)
             redrawn = torch.cat([section[rows, :kept * per].repeat_interleave(k, dim=0), tails], dim=1)
@@ -512,7 +512,7 @@ def parse_meter(text: str) -> tuple:
     return num, den
 
 
-def _candidate_seed(seed: int, j: int) -> int:
+def candidate_seed(seed: int, j: int) -> int:
     """The seed of a sample's j-th candidate: the sample's own first, so one candidate is the plain piece."""
     return seed if j == 0 else (seed * 1_000_003 + j) % 2**63
 
