@@ -645,8 +645,8 @@ class KVCacheDecoder:
 
         Only the positions written since the sequences last agreed are copied: after a shared
         prefill or the last keep_row, the tokens of one drawn frame rather than the whole window."""
-        L, first, n = self.config.block_size, self._rows_agree_until % self.config.block_size, \
-            self.pos - self._rows_agree_until
+        L = self.config.block_size
+        first, n = self._rows_agree_until % L, self.pos - self._rows_agree_until  # first slot, positions to copy
         if n >= L:
             slots = [slice(0, L)]
         elif first + n <= L:
